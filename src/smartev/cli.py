@@ -1,0 +1,300 @@
+"""The `smartev` command: serve, demo, db upgrade, users, mqtt acl."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+
+from smartev.settings import Settings
+
+app = typer.Typer(help="smartev: an open smart-EV service platform.", no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
+mqtt_app = typer.Typer(help="External MQTT broker configuration.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(mqtt_app, name="mqtt")
+console = Console()
+
+DatabaseUrl = Annotated[str | None, typer.Option(help="sqlite:///path or postgresql://... [env SMARTEV_DATABASE_URL]")]
+DataDir = Annotated[Path | None, typer.Option(help="where the SQLite file and dev secret live [env SMARTEV_DATA_DIR]")]
+
+
+def _settings(**overrides: Any) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        base = Settings()
+        return Settings(**{**base.model_dump(exclude={"secret_key"}), "secret_key": base.secret_key, **values})
+    except ValueError as exc:
+        console.print(f"[red]Invalid settings:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("amqtt", "transitions", "aiosqlite", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
+
+
+async def _serve(settings: Settings, on_started: Any = None) -> None:
+    import uvicorn
+
+    from smartev.app import Platform, create_app
+    from smartev.errors import Unavailable
+
+    if settings.embedded_broker and settings.mqtt_port and not _port_free(settings.mqtt_host, settings.mqtt_port):
+        raise Unavailable(
+            f"MQTT port {settings.mqtt_port} is in use (another broker?). Choose another with --mqtt-port or "
+            "SMARTEV_MQTT_PORT, or use that broker with --mqtt-url mqtt://host:port"
+        )
+    if not _port_free(settings.http_host, settings.http_port):
+        raise Unavailable(f"HTTP port {settings.http_port} is in use; choose another with --http-port or SMARTEV_HTTP_PORT")
+    platform = Platform(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(platform=platform), host=settings.http_host, port=settings.http_port,
+                       log_level="warning", lifespan="on")
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.05)
+    if serving.done():
+        await serving
+        return
+    extra = None
+    try:
+        if on_started is not None:
+            extra = asyncio.create_task(on_started(platform))
+        await serving
+    finally:
+        if extra is not None:
+            extra.cancel()
+
+
+@app.command()
+def serve(
+    http_host: Annotated[str | None, typer.Option(help="[env SMARTEV_HTTP_HOST]")] = None,
+    http_port: Annotated[int | None, typer.Option(help="[env SMARTEV_HTTP_PORT, default 8000]")] = None,
+    mqtt_port: Annotated[int | None, typer.Option(help="embedded broker port [env SMARTEV_MQTT_PORT, default 1883]")] = None,
+    mqtt_url: Annotated[
+        str | None, typer.Option(help="use an external broker, e.g. mqtt://user:pass@host:1883 [env SMARTEV_MQTT_URL]")
+    ] = None,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the platform: HTTP API, MQTT ingest, commands."""
+    from smartev.errors import SmartEVError
+
+    _logging(verbose)
+    settings = _settings(http_host=http_host, http_port=http_port, mqtt_port=mqtt_port, mqtt_url=mqtt_url,
+                         database_url=database_url, data_dir=data_dir)
+
+    async def started(platform: Any) -> None:
+        console.print(
+            f"smartev serving on http://{settings.http_host}:{settings.http_port} "
+            f"(docs /docs), MQTT {platform.mqtt_public_url}, database {platform.engine.dialect.name}"
+        )
+
+    try:
+        asyncio.run(_serve(settings, started))
+    except SmartEVError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        pass
+
+
+DEMO_OWNER = ("owner@demo.smartev", "demo-owner-pw")
+DEMO_OWNER_2 = ("neighbour@demo.smartev", "demo-neighbour-pw")
+DEMO_OPERATOR = ("operator@demo.smartev", "demo-operator-pw")
+
+
+@app.command()
+def demo(
+    cars: Annotated[int, typer.Option(min=1, max=10_000, help="simulated cars")] = 20,
+    seed: Annotated[int, typer.Option(help="seed of the simulated fleet")] = 1,
+    speed: Annotated[float, typer.Option(min=0.1, max=3600, help="simulated seconds per real second")] = 1.0,
+    http_port: Annotated[int, typer.Option(help="HTTP port (a free one is picked if taken)")] = 8000,
+    mqtt_port: Annotated[int, typer.Option(help="embedded broker port (a free one is picked if taken)")] = 1883,
+    data_dir: Annotated[Path, typer.Option(help="where the demo keeps its SQLite database")] = Path("smartev-data"),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the platform on embedded defaults with a simulated fleet driving around Berlin."""
+    _logging(verbose)
+    host = "127.0.0.1"
+    http_port = http_port if _port_free(host, http_port) else _free_port(host)
+    mqtt_port = mqtt_port if _port_free(host, mqtt_port) else _free_port(host)
+    settings = _settings(http_host=host, http_port=http_port, mqtt_port=mqtt_port, mqtt_url="",
+                         database_url=f"sqlite+aiosqlite:///{data_dir / 'smartev.db'}", data_dir=data_dir)
+
+    async def started(platform: Any) -> None:
+        from smartev.sim.fleet import CarIdentity, Fleet
+        from smartev.vehicles.vin import make_vin
+
+        owner = await platform.accounts.ensure_user(*DEMO_OWNER, "owner")
+        await platform.accounts.ensure_user(*DEMO_OWNER_2, "owner")
+        await platform.accounts.ensure_user(*DEMO_OPERATOR, "operator")
+        rng = random.Random(seed)
+        identities = []
+        for i in range(cars):
+            vin = make_vin(rng)
+            # every run issues fresh credentials, so the demo never needs to remember passwords
+            if platform.registry.by_vin(vin) is None:
+                owner_email = DEMO_OWNER[0] if i % 4 else DEMO_OWNER_2[0]
+                _, password = await platform.registry.register(vin, "smartev S1", owner_email)
+            else:
+                password = await platform.registry.rotate_secret(vin)
+            identities.append(CarIdentity(vin=vin, password=password, model="smartev S1"))
+        del owner
+        base = f"http://{host}:{http_port}"
+        console.print(
+            Panel.fit(
+                f"[bold]smartev demo[/bold] is running with {cars} simulated cars around Berlin\n\n"
+                f"Status page   {base}/\n"
+                f"API docs      {base}/docs\n"
+                f"MQTT broker   {platform.mqtt_public_url}\n"
+                f"Database      {settings.database_url}\n\n"
+                f"Owner login     {DEMO_OWNER[0]} / {DEMO_OWNER[1]}\n"
+                f"Second owner    {DEMO_OWNER_2[0]} / {DEMO_OWNER_2[1]}\n"
+                f"Operator login  {DEMO_OPERATOR[0]} / {DEMO_OPERATOR[1]}\n\n"
+                f"Try: curl -s -d 'username={DEMO_OWNER[0]}&password={DEMO_OWNER[1]}' {base}/api/v1/auth/token\n"
+                "Press Ctrl+C to stop.",
+                title="smartev",
+            )
+        )
+        fleet = Fleet(identities, mqtt_host=host, mqtt_port=platform.broker.port, seed=seed, speed=speed)
+        await fleet.run()
+
+    try:
+        asyncio.run(_serve(settings, started))
+    except KeyboardInterrupt:
+        console.print("demo stopped")
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseUrl = None, data_dir: DataDir = None) -> None:
+    """Apply all database migrations (Alembic)."""
+    from smartev.db.migrate import upgrade_sync
+
+    settings = _settings(database_url=database_url, data_dir=data_dir)
+    try:
+        upgrade_sync(settings.database_url)
+    except Exception as exc:
+        console.print(f"[red]Migration failed:[/red] {type(exc).__name__}: {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"database at {_safe_url(settings.database_url)} is up to date")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@users_app.command("create")
+def users_create(
+    email: str,
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+    role: Annotated[str, typer.Option(help="owner, operator or admin")] = "owner",
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a user who can log in to the API."""
+    from smartev.accounts.schemas import Role
+    from smartev.errors import SmartEVError
+
+    if role not in {r.value for r in Role}:
+        console.print(f"[red]role must be one of owner, operator, admin (got {role!r})[/red]")
+        raise typer.Exit(2)
+    settings = _settings(database_url=database_url, data_dir=data_dir)
+
+    async def run() -> None:
+        from smartev.accounts.security import TokenSigner
+        from smartev.accounts.service import Accounts
+        from smartev.db import migrate
+        from smartev.db.engine import create_engine, session_factory
+
+        engine = create_engine(settings.database_url)
+        try:
+            await migrate.upgrade(engine)
+            accounts = Accounts(session_factory(engine), TokenSigner("unused-for-creating-users", 60))
+            user = await accounts.create_user(email, password, role)
+            console.print(f"created {user.role} {user.email} (id {user.id})")
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except SmartEVError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from None
+
+
+@mqtt_app.command("acl")
+def mqtt_acl(
+    out: Annotated[Path, typer.Option(help="directory for the password, ACL and conf files")] = Path("mosquitto"),
+    service_password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, help="password the platform uses (its --mqtt-url)")
+    ] = "",
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Write Mosquitto password and ACL files so each car may use only its own topics."""
+    from smartev.app import SERVICE_USERNAME
+    from smartev.transport.credentials import hash_device_secret
+    from smartev.transport.mosquitto import write_mosquitto_files
+
+    settings = _settings(database_url=database_url, data_dir=data_dir)
+
+    async def vehicles() -> list[tuple[str, str]]:
+        from sqlalchemy import select
+
+        from smartev.db.engine import create_engine
+        from smartev.vehicles.models import Vehicle
+
+        engine = create_engine(settings.database_url)
+        try:
+            async with engine.connect() as conn:
+                return [(v, h) for v, h in (await conn.execute(select(Vehicle.vin, Vehicle.mqtt_secret_hash))).all()]
+        finally:
+            await engine.dispose()
+
+    cars = asyncio.run(vehicles())
+    files = write_mosquitto_files(out, cars, SERVICE_USERNAME, hash_device_secret(service_password))
+    console.print(
+        f"wrote {files.passwd_path}, {files.acl_path} and {files.conf_path} for {len(cars)} cars.\n"
+        f"Include {files.conf_path} in mosquitto.conf, reload Mosquitto, then run "
+        f"smartev serve --mqtt-url mqtt://{SERVICE_USERNAME}:<password>@host:port"
+    )
+
+
+def main() -> None:
+    """Entry point of the `smartev` console script."""
+    app()

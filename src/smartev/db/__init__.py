@@ -1,0 +1,1 @@
+"""Database plumbing: the engine, the declarative base and the Alembic migrations."""

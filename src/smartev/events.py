@@ -1,0 +1,87 @@
+"""A small typed in-process publish/subscribe bus connecting bounded contexts.
+
+Subscribers are synchronous callables or async queues; a slow subscriber never blocks ingest because
+queue subscribers are bounded and drop their oldest event when full (live views want the newest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+logger = logging.getLogger(__name__)
+
+E = TypeVar("E")
+
+
+@dataclass(frozen=True, slots=True)
+class SignalsChanged:
+    """New, newer-than-twin values for one vehicle, after they were committed to history."""
+
+    vin: str
+    signals: dict[str, tuple[Any, int]]  # path -> (value, ts_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class VehicleConnectivityChanged:
+    """A vehicle went online or offline."""
+
+    vin: str
+    online: bool
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommandStatusChanged:
+    """A remote command moved to a new status."""
+
+    vin: str
+    command_id: str
+    name: str
+    status: str
+    detail: str | None = None
+
+
+@dataclass
+class EventBus:
+    """Typed publish/subscribe; `publish` never awaits and never raises into the publisher."""
+
+    _handlers: dict[type[Any], list[Callable[[Any], None]]] = field(default_factory=lambda: defaultdict(list))
+
+    def subscribe(self, event_type: type[E], handler: Callable[[E], None]) -> Callable[[], None]:
+        """Call `handler` for every event of this type; returns a function that unsubscribes."""
+        self._handlers[event_type].append(handler)
+
+        def unsubscribe() -> None:
+            try:
+                self._handlers[event_type].remove(handler)
+            except ValueError:
+                pass
+
+        return unsubscribe
+
+    def queue(self, event_type: type[E], maxsize: int = 1000) -> tuple[asyncio.Queue[E], Callable[[], None]]:
+        """A bounded queue receiving events of this type (oldest dropped when full)."""
+        q: asyncio.Queue[E] = asyncio.Queue(maxsize)
+
+        def put(event: E) -> None:
+            if q.full():
+                try:
+                    q.get_nowait()
+                except asyncio.QueueEmpty:
+                    pass
+            q.put_nowait(event)
+
+        return q, self.subscribe(event_type, put)
+
+    def publish(self, event: object) -> None:
+        """Deliver `event` to its type's subscribers; a failing subscriber is logged, not propagated."""
+        for handler in list(self._handlers.get(type(event), ())):
+            try:
+                handler(event)
+            except Exception:
+                logger.exception("event handler %r failed for %s", handler, type(event).__name__)

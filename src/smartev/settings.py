@@ -1,0 +1,80 @@
+"""All configuration in one place: `SMARTEV_*` environment variables, overridden by CLI flags."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET_FILE = "secret.key"
+
+
+class IngestSettings(BaseModel):
+    """Tuning of the telemetry pipeline (`SMARTEV_INGEST__*`)."""
+
+    max_payload_bytes: int = Field(256 * 1024, ge=1024)
+    max_samples_per_message: int = Field(1000, ge=1)
+    max_signals_per_sample: int = Field(2000, ge=1)
+    queue_messages: int = Field(20_000, ge=10, description="messages held before telemetry is shed")
+    batch_messages: int = Field(2000, ge=1)
+    batch_wait_ms: int = Field(20, ge=0)
+    twin_flush_s: float = Field(2.0, gt=0)
+    stall_after_s: float = Field(30.0, gt=0, description="health turns red after this long without a commit")
+    max_future_skew_s: float = Field(300.0, ge=0, description="samples further in the future are rejected")
+
+
+class Settings(BaseSettings):
+    """Settings of one platform process."""
+
+    model_config = SettingsConfigDict(env_prefix="SMARTEV_", env_nested_delimiter="__", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Path("smartev-data")
+    database_url: str = ""
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8000, ge=0, le=65535)
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(1883, ge=0, le=65535, description="port of the embedded broker")
+    mqtt_url: str = Field("", description="external broker, e.g. mqtt://user:pass@127.0.0.1:1883; empty = embedded")
+    mqtt_public_url: str = Field("", description="the broker URL handed to cars; defaults to the one in use")
+    mqtt_client_id: str = Field("", description="the platform's MQTT client id; default smartev-platform-main")
+    mqtt_clean_session: bool = Field(False, description="false: the broker queues telemetry while we are down")
+    mqtt_shared_subscription: bool = Field(False, description="use $share/smartev/ subscriptions (many workers)")
+    secret_key: SecretStr = SecretStr("")
+    token_ttl_s: int = Field(8 * 3600, ge=60)
+    command_default_ttl_s: int = Field(30, ge=1, le=86_400)
+    unlock_rate_per_min: int = Field(6, ge=1)
+    auto_migrate: bool = Field(True, description="apply database migrations when the platform starts")
+    ingest: IngestSettings = IngestSettings()
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'smartev.db'}"
+        if self.environment == "production" and len(self.secret_key.get_secret_value()) < 32:
+            raise ValueError(
+                "SMARTEV_SECRET_KEY must be set to a random string of at least 32 characters in production"
+            )
+        return self
+
+    @property
+    def embedded_broker(self) -> bool:
+        """True when the platform runs its own MQTT broker."""
+        return not self.mqtt_url
+
+    def resolved_secret(self) -> str:
+        """The token-signing secret; in development a random one is kept in the data dir."""
+        value = self.secret_key.get_secret_value()
+        if value:
+            return value
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / DEV_SECRET_FILE
+        if path.exists():
+            return path.read_text().strip()
+        value = secrets.token_urlsafe(48)
+        path.write_text(value)
+        path.chmod(0o600)
+        return value

@@ -1,0 +1,1 @@
+"""Adapters for the wire: MQTT (platform client, embedded broker, Mosquitto files)."""

@@ -1,0 +1,1 @@
+"""Vehicles: registry, telemetry ingest, live twin, history and remote commands."""

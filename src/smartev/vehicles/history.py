@@ -1,0 +1,196 @@
+"""History: the fast write path (one transaction per batch, idempotent on (vehicle, seq)) and queries.
+
+Writes bypass the ORM on purpose: PostgreSQL gets COPY, SQLite one executemany in WAL mode, each on a
+connection owned by the ingest writer so that a broken connection is simply reopened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiosqlite
+import asyncpg
+from sqlalchemy import and_, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from smartev.errors import Unavailable
+from smartev.vehicles.models import telemetry_history
+
+logger = logging.getLogger(__name__)
+
+Row = tuple[int, int, int, float | None, str | None]  # vehicle_id, signal_id, ts, value_num, value_text
+HISTORY_COLUMNS = ("vehicle_id", "signal_id", "ts", "value_num", "value_text")
+
+
+@dataclass(slots=True)
+class PendingMessage:
+    """One decoded telemetry message waiting to be committed."""
+
+    vin: str
+    vehicle_id: int
+    seq: int
+    rows: list[Row]
+    min_ts: int
+    changes: dict[str, tuple[Any, int]] = field(default_factory=dict)  # path -> newest (value, ts) in message
+    errors: list[dict[str, str]] = field(default_factory=list)
+    received_ms: int = 0
+
+
+class HistoryWriter(Protocol):
+    """Commits batches of telemetry messages; returns the (vehicle_id, seq) keys that were new."""
+
+    async def write(self, batch: list[PendingMessage], now_ms: int) -> set[tuple[int, int]]: ...
+
+    async def close(self) -> None: ...
+
+
+class PostgresWriter:
+    """COPY into history, marks via one INSERT .. ON CONFLICT DO NOTHING RETURNING, one transaction."""
+
+    def __init__(self, url: str) -> None:
+        u = make_url(url).set(drivername="postgresql")
+        self._dsn = u.render_as_string(hide_password=False)
+        self._conn: asyncpg.Connection | None = None
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(self._dsn, timeout=5, command_timeout=30)
+        return self._conn
+
+    async def write(self, batch: list[PendingMessage], now_ms: int) -> set[tuple[int, int]]:
+        try:
+            conn = await self._connection()
+            async with conn.transaction():
+                records = await conn.fetch(
+                    "INSERT INTO telemetry_marks (vehicle_id, seq, stored_ms, min_ts) "
+                    "SELECT * FROM unnest($1::int[], $2::bigint[], $3::bigint[], $4::bigint[]) "
+                    "ON CONFLICT DO NOTHING RETURNING vehicle_id, seq",
+                    [m.vehicle_id for m in batch],
+                    [m.seq for m in batch],
+                    [now_ms] * len(batch),
+                    [m.min_ts for m in batch],
+                )
+                new = {(r[0], r[1]) for r in records}
+                rows = [row for m in batch if (m.vehicle_id, m.seq) in new for row in m.rows]
+                if rows:
+                    await conn.copy_records_to_table("telemetry_history", records=rows, columns=HISTORY_COLUMNS)
+            return new
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await self.close()
+            raise Unavailable(f"database write failed: {type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            try:
+                await asyncio.wait_for(conn.close(), 2)
+            except Exception:
+                conn.terminate()
+
+
+class SqliteWriter:
+    """executemany in one IMMEDIATE transaction on a dedicated WAL connection."""
+
+    def __init__(self, url: str) -> None:
+        self._path = make_url(url).database or ":memory:"
+        self._db: aiosqlite.Connection | None = None
+
+    async def _connection(self) -> aiosqlite.Connection:
+        if self._db is None:
+            db = await aiosqlite.connect(self._path, isolation_level=None, timeout=30)
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA busy_timeout=30000")
+            self._db = db
+        return self._db
+
+    async def write(self, batch: list[PendingMessage], now_ms: int) -> set[tuple[int, int]]:
+        try:
+            db = await self._connection()
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                existing: set[tuple[int, int]] = set()
+                keys = [(m.vehicle_id, m.seq) for m in batch]
+                for start in range(0, len(keys), 400):
+                    chunk = keys[start : start + 400]
+                    sql = (
+                        "SELECT vehicle_id, seq FROM telemetry_marks WHERE (vehicle_id, seq) IN (VALUES "
+                        + ",".join(["(?,?)"] * len(chunk))
+                        + ")"
+                    )
+                    params = [x for key in chunk for x in key]
+                    existing.update((r[0], r[1]) for r in await db.execute_fetchall(sql, params))
+                fresh = [m for m in batch if (m.vehicle_id, m.seq) not in existing]
+                await db.executemany(
+                    "INSERT INTO telemetry_marks (vehicle_id, seq, stored_ms, min_ts) VALUES (?,?,?,?)",
+                    [(m.vehicle_id, m.seq, now_ms, m.min_ts) for m in fresh],
+                )
+                await db.executemany(
+                    "INSERT INTO telemetry_history (vehicle_id, signal_id, ts, value_num, value_text) "
+                    "VALUES (?,?,?,?,?)",
+                    [row for m in fresh for row in m.rows],
+                )
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            return {(m.vehicle_id, m.seq) for m in fresh}
+        except (OSError, aiosqlite.Error) as exc:
+            await self.close()
+            raise Unavailable(f"database write failed: {type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            try:
+                await db.close()
+            except Exception:
+                logger.debug("closing the SQLite writer failed", exc_info=True)
+
+
+def writer_for(url: str) -> HistoryWriter:
+    """The fast writer for this database URL."""
+    return SqliteWriter(url) if make_url(url).get_backend_name() == "sqlite" else PostgresWriter(url)
+
+
+async def query(
+    engine: AsyncEngine,
+    vehicle_id: int,
+    signal_id: int,
+    start_ms: int,
+    end_ms: int,
+    *,
+    interval_ms: int | None,
+    numeric: bool,
+    limit: int,
+) -> tuple[list[tuple[int, float | None, str | None]], bool]:
+    """History points (ts, value_num, value_text) in [start, end), optionally one per bucket; and truncation."""
+    h = telemetry_history.c
+    where = and_(h.vehicle_id == vehicle_id, h.signal_id == signal_id, h.ts >= start_ms, h.ts < end_ms)
+    async with engine.connect() as conn:
+        if interval_ms and numeric:
+            bucket = (h.ts / interval_ms).label("bucket")
+            stmt = (
+                select(bucket, func.avg(h.value_num), func.max(h.ts))
+                .where(where)
+                .group_by(bucket)
+                .order_by(bucket)
+                .limit(limit + 1)
+            )
+            rows = (await conn.execute(stmt)).all()
+            points = [(int(b) * interval_ms, float(avg) if avg is not None else None, None) for b, avg, _ in rows]
+        elif interval_ms:
+            # last value per bucket for text signals: read in order and keep the last of each bucket
+            stmt = select(h.ts, h.value_num, h.value_text).where(where).order_by(h.ts)
+            last: dict[int, tuple[int, float | None, str | None]] = {}
+            for ts, num, text in (await conn.execute(stmt)).all():
+                last[ts // interval_ms] = (ts // interval_ms * interval_ms, num, text)
+            points = list(last.values())[: limit + 1]
+        else:
+            stmt = select(h.ts, h.value_num, h.value_text).where(where).order_by(h.ts).limit(limit + 1)
+            points = [(ts, num, text) for ts, num, text in (await conn.execute(stmt)).all()]
+    return points[:limit], len(points) > limit
