@@ -22,7 +22,7 @@ mqtt_app = typer.Typer(help="External MQTT broker configuration.", no_args_is_he
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(mqtt_app, name="mqtt")
-console = Console()
+console = Console(soft_wrap=True)
 
 DatabaseUrl = Annotated[str | None, typer.Option(help="sqlite:///path or postgresql://... [env SMARTEV_DATABASE_URL]")]
 DataDir = Annotated[Path | None, typer.Option(help="where the SQLite file and dev secret live [env SMARTEV_DATA_DIR]")]

@@ -235,13 +235,14 @@ class Commands:
             return
         if row.status not in OPEN or self._clock.now_ms() > row.expires_ms:
             self.counters["result_late_or_repeated"] += 1
-            await self._audit(command_id, f"ignored:{status}", detail, f"vehicle {vin[-6:]}")
+            await self._audit(command_id, "ignored", f"late or repeated answer {status}: {detail or ''}",
+                              f"vehicle {vin[-6:]}")
             return
         await self._transition(command_id, vehicle.id, vin, OPEN, status, detail, f"vehicle {vin[-6:]}")
 
     async def _audit(self, command_id: str, status: str, detail: str | None, actor: str) -> None:
         async with self._sessions() as s:
-            s.add(CommandEvent(command_id=command_id, status=status[:16], detail=detail, actor=actor,
+            s.add(CommandEvent(command_id=command_id, status=status, detail=detail, actor=actor,
                                at_ms=self._clock.now_ms()))
             await s.commit()
 

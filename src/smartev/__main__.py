@@ -1,0 +1,5 @@
+"""`python -m smartev` is the `smartev` command."""
+
+from smartev.cli import main
+
+main()
