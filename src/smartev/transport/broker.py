@@ -9,16 +9,19 @@ Who may do what (`smartev.transport.mosquitto` writes the same rules for an exte
   `vehicles/{vin}/`, and receive only those three topics; its last will obeys the publish rules;
 - nobody else.
 
-amqtt 0.12.1 does not hold these rules by itself; `_GuardedBroker` closes four gaps in it:
+amqtt 0.12.1 does not hold these rules by itself; `_GuardedBroker` closes these gaps in it:
 
 1. It deletes (clean session) or rewrites (persistent session) the session of a CONNECT's client id and
    only then authenticates the CONNECT, so a wrong password could silence or kick off a connected car, or
-   give its live session another username. We authenticate first and refuse without touching any session.
+   give its live session another username. We authenticate first and refuse without touching any session;
+   a persistent session also starts afresh when another user takes over its client id.
 2. A will is published without any topic check; the auth plugin refuses a will the client may not publish.
 3. On every connect it sends the new client the retained messages matching *any* client's filter; we send
    only those matching the client's own filters.
 4. Topic checks never see the retain flag; the retain flag of a car's message is dropped unless the topic
    is its status.
+5. A clean-session CONNECT with a connected client id leaves the old connection open but deaf until it
+   times out and publishes its (by then wrong) will; we close it at once, as MQTT asks.
 """
 
 from __future__ import annotations
@@ -59,6 +62,16 @@ VEHICLE_RETAINED_TOPIC = "status"
 """The one topic a car may publish retained."""
 
 _AUTHENTICATED = "smartev.authenticated"
+# What a CONNECT renews in a persistent session; amqtt forgets will_retain, which the will was checked with.
+_RECONNECT_FIELDS = (
+    "will_flag",
+    "will_message",
+    "will_topic",
+    "will_qos",
+    "will_retain",
+    "keep_alive",
+    "password",
+)
 # Policies waiting for the plugin amqtt builds from a dotted path and a strictly typed Config; an entry lives
 # only while its broker is being constructed.
 _PENDING_POLICIES: dict[str, AccessPolicy] = {}
@@ -82,6 +95,7 @@ class AccessPolicy:
         self._service_password = service_password.encode()
         self._vehicles = vehicles
         self.stats = {"auth_failures": 0, "denied_publish": 0, "denied_subscribe": 0}
+        self._reported: set[tuple[str | None, str]] = set()
 
     def authenticate(self, session: Session) -> bool:
         """True when the CONNECT in `session` may go ahead."""
@@ -104,19 +118,27 @@ class AccessPolicy:
             return True
         if action == Action.RECEIVE:
             return topic in _topics(vin, VEHICLE_SUBSCRIBE_TOPICS)
-        allowed = may_publish(vin, topic) if action == Action.PUBLISH else may_subscribe(vin, topic)
-        if not allowed:
-            self.stats["denied_publish" if action == Action.PUBLISH else "denied_subscribe"] += 1
-            logger.info("MQTT %s to %s refused for %s", action, topic, _masked(vin))
-        return allowed
+        if action == Action.PUBLISH:
+            return may_publish(vin, topic) or self._refuse(
+                vin, "denied_publish", f"publish to {_masked_topic(topic)}"
+            )
+        return may_subscribe(vin, topic) or self._refuse(
+            vin, "denied_subscribe", f"filter {_masked_topic(topic)}"
+        )
 
     def may_retain(self, session: Session, topic: str) -> bool:
         """True when the session's user may have `topic` retained."""
         vin = session.username
-        if vin == self._service_username or topic == f"vehicles/{vin}/{VEHICLE_RETAINED_TOPIC}":
+        if vin == self._service_username or topic == _retained_topic(vin):
             return True
-        self.stats["denied_publish"] += 1
-        logger.info("MQTT retained message on %s refused for %s", topic, _masked(vin))
+        return self._refuse(vin, "denied_publish", f"retained message on {_masked_topic(topic)}")
+
+    def _refuse(self, vin: str | None, counter: str, what: str) -> bool:
+        self.stats[counter] += 1
+        # at INFO once per car and kind: a misconfigured car would otherwise fill the log
+        level = logging.DEBUG if (vin, counter) in self._reported else logging.INFO
+        self._reported.add((vin, counter))
+        logger.log(level, "MQTT %s refused for %s", what, _masked(vin))
         return False
 
     def _refusal(self, session: Session) -> str | None:
@@ -124,7 +146,9 @@ class AccessPolicy:
         if username is None:
             return "no username"
         if username == self._service_username:
-            return None if hmac.compare_digest(password.encode(), self._service_password) else "wrong password"
+            return (
+                None if hmac.compare_digest(password.encode(), self._service_password) else "wrong password"
+            )
         stored = self._vehicles.secret_hash(username)
         if stored is None:
             return "unknown vehicle"
@@ -134,7 +158,7 @@ class AccessPolicy:
             return "client id does not start with the VIN"
         if session.will_flag and not (
             may_publish(username, session.will_topic or "")
-            and (not session.will_retain or session.will_topic == f"vehicles/{username}/status")
+            and (not session.will_retain or session.will_topic == _retained_topic(username))
         ):
             return "will not allowed on that topic"
         return None
@@ -156,6 +180,17 @@ def may_subscribe(vin: str, topic_filter: str) -> bool:
 
 def _topics(vin: str, suffixes: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(f"vehicles/{vin}/{suffix}" for suffix in suffixes)
+
+
+def _retained_topic(vin: str) -> str:
+    return f"vehicles/{vin}/{VEHICLE_RETAINED_TOPIC}"
+
+
+def _masked_topic(topic: str) -> str:
+    levels = topic.split("/")
+    if len(levels) > 1 and levels[0] == "vehicles":
+        levels[1] = _masked(levels[1])
+    return "/".join(levels)
 
 
 def _masked(username: str | None) -> str:
@@ -212,20 +247,19 @@ class _GuardedBroker(Broker):  # type: ignore[misc]
         if not await super()._authenticate(incoming, self.listeners_config["default"]):
             return handler, incoming  # _handle_client_session refuses it
         session = incoming
-        if incoming.clean_session:
+        old = self._sessions.get(incoming.client_id) if incoming.client_id else None
+        # a persistent session is kept only for the user who made it: its subscriptions and queued
+        # messages were granted to that user
+        if incoming.clean_session or (old is not None and old[0].username != incoming.username):
             if incoming.client_id:
                 await self._take_over(incoming.client_id)
                 await self._delete_session(incoming.client_id)
             else:
                 incoming.client_id = gen_client_id()
             incoming.parent = 0
-        elif incoming.client_id in self._sessions:
-            session = self._sessions[incoming.client_id][0]
-            # amqtt forgets will_retain here; the will was checked with it
-            for name in (
-                "will_flag", "will_message", "will_topic", "will_qos", "will_retain",
-                "keep_alive", "username", "password",
-            ):  # fmt: skip
+        elif old is not None:
+            session = old[0]
+            for name in _RECONNECT_FIELDS:
                 setattr(session, name, getattr(incoming, name))
             session.parent = 1
         else:
@@ -238,8 +272,6 @@ class _GuardedBroker(Broker):  # type: ignore[misc]
 
     async def _take_over(self, client_id: str) -> None:
         """End the live connection of `client_id`, as MQTT asks when its id connects again."""
-        # amqtt only forgets that session, leaving its connection open but deaf until it times out and
-        # publishes its (by then wrong) will
         old = self._sessions.get(client_id)
         if old is not None and old[0].transitions.is_connected():
             await old[1].handle_connection_closed()
@@ -354,8 +386,10 @@ class EmbeddedBroker:
 
     def _config(self, policy_key: str) -> BrokerConfig:
         return BrokerConfig(
-            listeners={"default": ListenerConfig(type=ListenerType.TCP, bind=f"{self._host}:{self._requested_port}")},
-            # only our plugin: this drops amqtt's defaults ($SYS topics, packet and event loggers, anonymous auth)
+            listeners={
+                "default": ListenerConfig(type=ListenerType.TCP, bind=f"{self._host}:{self._requested_port}")
+            },
+            # only ours: this drops amqtt's defaults ($SYS topics, packet and event loggers, anonymous auth)
             plugins={f"{__name__}.{_AccessPlugin.__name__}": {"policy": policy_key}},
         )
 
@@ -369,7 +403,9 @@ def _bound_port(broker: _GuardedBroker) -> int:
 
 
 def _quiet_amqtt_logging() -> None:
-    """Keep amqtt's per-connection INFO lines out of the log, unless someone configured its logger."""
-    amqtt_logger = logging.getLogger("amqtt")
-    if amqtt_logger.level == logging.NOTSET:
-        amqtt_logger.setLevel(logging.WARNING)
+    """Keep per-connection INFO lines out of the log, unless someone configured those loggers."""
+    # amqtt logs every connection; `transitions`, its state machines, every state change of every session
+    for name in ("amqtt", "transitions"):
+        library_logger = logging.getLogger(name)
+        if library_logger.level == logging.NOTSET:
+            library_logger.setLevel(logging.WARNING)

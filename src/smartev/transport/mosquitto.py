@@ -44,7 +44,7 @@ def write_mosquitto_files(
         port, host: the listener; no host means every interface.
 
     The password file is readable by its owner only: run Mosquitto as that user, or hand the file to
-    Mosquitto's user. Files are replaced atomically, so `kill -HUP` on a running Mosquitto reloads a whole one.
+    Mosquitto's user. Each file is replaced atomically, so a running Mosquitto reloads whole files on SIGHUP.
     """
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
@@ -53,7 +53,11 @@ def write_mosquitto_files(
         if not username or any(char in username for char in ":\n\r+#/") or "\n" in password_hash:
             raise ValueError(f"cannot write the MQTT user {username!r} to a Mosquitto password file")
     files = MosquittoFiles(directory / "passwd", directory / "acl", directory / "smartev.conf")
-    _write(files.passwd_path, "".join(f"{username}:{password_hash}\n" for username, password_hash in users), 0o600)
+    _write(
+        files.passwd_path,
+        "".join(f"{username}:{password_hash}\n" for username, password_hash in users),
+        0o600,
+    )
     _write(files.acl_path, _acl(service_username), 0o644)
     _write(files.conf_path, _conf(files, port, host), 0o644)
     return files
@@ -77,7 +81,10 @@ def _conf(files: MosquittoFiles, port: int, host: str | None) -> str:
             "allow_anonymous false",
             f"password_file {files.passwd_path}",
             f"acl_file {files.acl_path}",
+            "# Binds each car's session to its VIN, but allows the platform a single connection:",
             "# use_username_as_clientid true",
+            "# The default of 1000 drops QoS 1 messages to the platform whenever it falls behind:",
+            "# max_queued_messages 100000",
             "",
         ]
     )

@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 import orjson
+import paho.mqtt.client as paho
 
 from smartev.errors import Unavailable
 
@@ -106,8 +107,14 @@ class MqttLink:
                         logger.warning("connected to the MQTT broker again")
                     failing = False
                     backoff = 0.5
+                    # aiomqtt's iterator costs a task and an asyncio.wait per message; under load take the first
+                    # from it (it notices a disconnect) and drain what else has arrived straight from its queue
+                    inbox: asyncio.Queue[aiomqtt.Message] = client._queue
                     async for message in client.messages:
-                        await self._dispatch(str(message.topic), message.payload)
+                        await self._dispatch(message.topic.value, message.payload)
+                        while inbox.qsize():
+                            message = inbox.get_nowait()
+                            await self._dispatch(message.topic.value, message.payload)
             except aiomqtt.MqttError as exc:
                 self._client = None
                 self.connected.clear()
@@ -154,13 +161,27 @@ class MqttLink:
         except aiomqtt.MqttError as exc:
             raise Unavailable(f"MQTT publish failed: {exc}") from exc
 
+    def publish_nowait(self, topic: str, payload: bytes) -> None:
+        """Queue a QoS 1 publish without waiting for the broker; Unavailable when not connected.
+
+        For replies a car gets again if they are lost (acks, error reports): awaiting each PUBACK through
+        aiomqtt costs an event, a timeout and a scan of every pending call per message. paho still tracks the
+        PUBACK and resends on reconnect.
+        """
+        client = self._client
+        if client is None:
+            raise Unavailable("not connected to the MQTT broker")
+        info = client._client.publish(topic, payload, qos=1)  # aiomqtt's paho client (pinned aiomqtt 2.5)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise Unavailable(f"MQTT publish failed: {paho.error_string(info.rc)}")
+
     # -- vehicles.ports.VehicleLink --------------------------------------------------------------------------
 
     async def send_ack(self, vin: str, seq: int) -> None:
-        await self.publish(f"vehicles/{vin}/telemetry/ack", orjson.dumps({"seq": seq}))
+        self.publish_nowait(f"vehicles/{vin}/telemetry/ack", b'{"seq":%d}' % seq)
 
     async def send_errors(self, vin: str, seq: int | None, errors: list[dict[str, str]]) -> None:
-        await self.publish(f"vehicles/{vin}/errors", orjson.dumps({"seq": seq, "errors": errors}))
+        self.publish_nowait(f"vehicles/{vin}/errors", orjson.dumps({"seq": seq, "errors": errors}))
 
     async def send_command(self, vin: str, command: dict[str, Any]) -> None:
         await self.publish(f"vehicles/{vin}/commands", orjson.dumps(command), retain=False)
