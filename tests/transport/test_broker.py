@@ -386,3 +386,18 @@ def test_may_publish(topic: str, allowed: bool) -> None:
 )
 def test_may_subscribe(topic_filter: str, allowed: bool) -> None:
     assert may_subscribe(VIN_A, topic_filter) is allowed
+
+
+async def test_subscribing_during_a_broadcast_loses_no_message() -> None:
+    """amqtt iterated its subscription table across awaits: a concurrent SUBSCRIBE killed the broadcast."""
+    from smartev.transport.broker import _SnapshotDict
+
+    table = _SnapshotDict({"a": 1})
+    seen = []
+    for key, _ in table.items():
+        table["b"] = 2  # would raise "dictionary changed size during iteration" on a plain dict
+        seen.append(key)
+    for key in table:
+        table["c"] = 3
+        seen.append(key)
+    assert seen == ["a", "a", "b"]

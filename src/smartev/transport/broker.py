@@ -31,6 +31,7 @@ import errno
 import hmac
 import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -226,12 +227,27 @@ class _AccessPlugin(BaseAuthPlugin, BaseTopicPlugin):  # type: ignore[misc]
         return self._policy.allows(session, topic, action)
 
 
+class _SnapshotDict(dict[str, Any]):
+    """A dict whose iteration works on a copy.
+
+    amqtt iterates its subscription table with awaits inside the loop; a client subscribing meanwhile made
+    the broadcast task die with "dictionary changed size during iteration" and the message was lost.
+    """
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(super().keys()))
+
+    def items(self) -> list[tuple[str, Any]]:  # type: ignore[override]
+        return list(super().items())
+
+
 class _GuardedBroker(Broker):  # type: ignore[misc]
     """amqtt's broker with the session and retained-message fixes listed in the module docstring."""
 
     def __init__(self, config: BrokerConfig, policy: AccessPolicy) -> None:
         super().__init__(config)
         self._policy = policy
+        self._subscriptions = _SnapshotDict(self._subscriptions)
 
     async def _initialize_client_session(
         self, reader: ReaderAdapter, writer: WriterAdapter, remote_address: str, remote_port: int
