@@ -65,7 +65,9 @@ class Platform:
                 service_password=service_password,
                 vehicles=self.registry,
             )
-            self.address = BrokerAddress(settings.mqtt_host, settings.mqtt_port, SERVICE_USERNAME, service_password)
+            self.address = BrokerAddress(
+                settings.mqtt_host, settings.mqtt_port, SERVICE_USERNAME, service_password
+            )
         else:
             self.address = BrokerAddress.from_url(settings.mqtt_url)
         worker = f"{socket.gethostname()}-{os.getpid()}" if settings.mqtt_shared_subscription else "main"
@@ -95,20 +97,32 @@ class Platform:
         self.twin = Twin(self.catalog, self.registry.signal_ids)
         await self.twin.restore(self.engine)
         self.ingest = Ingest(
-            catalog=self.catalog, registry=self.registry, twin=self.twin, writer=self.writer, link=self.link,
-            bus=self.bus, settings=self.settings.ingest, clock=self.clock,
+            catalog=self.catalog,
+            registry=self.registry,
+            twin=self.twin,
+            writer=self.writer,
+            link=self.link,
+            bus=self.bus,
+            settings=self.settings.ingest,
+            clock=self.clock,
         )
         self.commands = Commands(
-            self.sessions, self.registry, self.link, self.bus, self.clock,
-            default_ttl_s=self.settings.command_default_ttl_s, unlock_per_min=self.settings.unlock_rate_per_min,
+            self.sessions,
+            self.registry,
+            self.link,
+            self.bus,
+            self.clock,
+            default_ttl_s=self.settings.command_default_ttl_s,
+            unlock_per_min=self.settings.unlock_rate_per_min,
         )
         self.link.on_telemetry = self.ingest.submit
         self.link.on_status = self.ingest.status
         self.link.on_command_result = self.commands.on_result
         if self.broker is not None:
             await self.broker.start()
-            self.address = BrokerAddress(self.address.host, self.broker.port, self.address.username,
-                                         self.address.password)
+            self.address = BrokerAddress(
+                self.address.host, self.broker.port, self.address.username, self.address.password
+            )
             self.link._address = self.address
         self._tasks = [
             tg.create_task(self.link.run(), name="mqtt-link"),
@@ -119,8 +133,11 @@ class Platform:
         try:
             await asyncio.wait_for(self.link.connected.wait(), 15)
         except TimeoutError:
-            logger.error("could not connect to the MQTT broker at %s: %s", self.address.public_url(),
-                         self.link.last_error)
+            logger.error(
+                "could not connect to the MQTT broker at %s: %s",
+                self.address.public_url(),
+                self.link.last_error,
+            )
 
     async def _housekeeping(self) -> None:
         """Flush the twin behind memory and prune old idempotency marks."""
@@ -133,7 +150,9 @@ class Platform:
                 await self.twin.flush(self.engine, now)
                 if now - last_prune > 3_600_000:
                     async with self.engine.begin() as conn:
-                        await conn.execute(delete(TelemetryMark).where(TelemetryMark.stored_ms < now - MARKS_RETENTION_MS))
+                        await conn.execute(
+                            delete(TelemetryMark).where(TelemetryMark.stored_ms < now - MARKS_RETENTION_MS)
+                        )
                     last_prune = now
                 if failing:
                     logger.warning("twin flush works again")
@@ -206,7 +225,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app = FastAPI(
         title="smartev",
         version=__version__,
-        description="Open smart-EV service platform: connected cars (COVESA VSS), live twin, history, commands.",
+        description="Open smart-EV platform: connected cars (COVESA VSS), live twin, history, commands.",
         lifespan=lifespan,
     )
     app.state.platform = platform
@@ -223,7 +242,9 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         logger.error("request failed, database unavailable: %s", type(exc).__name__)
         return JSONResponse({"detail": "the database is unavailable, try again shortly"}, status_code=503)
 
-    @app.get("/api/v1/health", tags=["health"], summary="Ingest, broker and database health (no token needed)")
+    @app.get(
+        "/api/v1/health", tags=["health"], summary="Ingest, broker and database health (no token needed)"
+    )
     async def health() -> JSONResponse:
         body = await platform.health()
         return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)

@@ -15,7 +15,9 @@ from rich.panel import Panel
 
 from smartev.settings import Settings
 
-app = typer.Typer(help="smartev: an open smart-EV service platform.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="smartev: an open smart-EV service platform.", no_args_is_help=True, add_completion=False
+)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 mqtt_app = typer.Typer(help="External MQTT broker configuration.", no_args_is_help=True)
@@ -24,15 +26,21 @@ app.add_typer(users_app, name="users")
 app.add_typer(mqtt_app, name="mqtt")
 console = Console(soft_wrap=True)
 
-DatabaseUrl = Annotated[str | None, typer.Option(help="sqlite:///path or postgresql://... [env SMARTEV_DATABASE_URL]")]
-DataDir = Annotated[Path | None, typer.Option(help="where the SQLite file and dev secret live [env SMARTEV_DATA_DIR]")]
+DatabaseUrl = Annotated[
+    str | None, typer.Option(help="sqlite:///path or postgresql://... [env SMARTEV_DATABASE_URL]")
+]
+DataDir = Annotated[
+    Path | None, typer.Option(help="where the SQLite file and dev secret live [env SMARTEV_DATA_DIR]")
+]
 
 
 def _settings(**overrides: Any) -> Settings:
     values = {k: v for k, v in overrides.items() if v is not None}
     try:
         base = Settings()
-        return Settings(**{**base.model_dump(exclude={"secret_key"}), "secret_key": base.secret_key, **values})
+        return Settings(
+            **{**base.model_dump(exclude={"secret_key"}), "secret_key": base.secret_key, **values}
+        )
     except ValueError as exc:
         console.print(f"[red]Invalid settings:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -69,20 +77,31 @@ async def _serve(settings: Settings, on_started: Any = None) -> None:
     from smartev.app import Platform, create_app
     from smartev.errors import Unavailable
 
-    if settings.embedded_broker and settings.mqtt_port and not _port_free(settings.mqtt_host, settings.mqtt_port):
+    if (
+        settings.embedded_broker
+        and settings.mqtt_port
+        and not _port_free(settings.mqtt_host, settings.mqtt_port)
+    ):
         raise Unavailable(
             f"MQTT port {settings.mqtt_port} is in use (another broker?). Choose another with --mqtt-port or "
             "SMARTEV_MQTT_PORT, or use that broker with --mqtt-url mqtt://host:port"
         )
     if not _port_free(settings.http_host, settings.http_port):
-        raise Unavailable(f"HTTP port {settings.http_port} is in use; choose another with --http-port or SMARTEV_HTTP_PORT")
+        raise Unavailable(
+            f"HTTP port {settings.http_port} is in use; choose another with --http-port or SMARTEV_HTTP_PORT"
+        )
     platform = Platform(settings)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(platform=platform), host=settings.http_host, port=settings.http_port,
-                       log_level="warning", lifespan="on")
+        uvicorn.Config(
+            create_app(platform=platform),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level="warning",
+            lifespan="on",
+        )
     )
     serving = asyncio.create_task(server.serve())
-    while not server.started and not serving.done():
+    while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn offers no started event)
         await asyncio.sleep(0.05)
     if serving.done():
         await serving
@@ -101,9 +120,12 @@ async def _serve(settings: Settings, on_started: Any = None) -> None:
 def serve(
     http_host: Annotated[str | None, typer.Option(help="[env SMARTEV_HTTP_HOST]")] = None,
     http_port: Annotated[int | None, typer.Option(help="[env SMARTEV_HTTP_PORT, default 8000]")] = None,
-    mqtt_port: Annotated[int | None, typer.Option(help="embedded broker port [env SMARTEV_MQTT_PORT, default 1883]")] = None,
+    mqtt_port: Annotated[
+        int | None, typer.Option(help="embedded broker port [env SMARTEV_MQTT_PORT, default 1883]")
+    ] = None,
     mqtt_url: Annotated[
-        str | None, typer.Option(help="use an external broker, e.g. mqtt://user:pass@host:1883 [env SMARTEV_MQTT_URL]")
+        str | None,
+        typer.Option(help="use an external broker, e.g. mqtt://user:pass@host:1883 [env SMARTEV_MQTT_URL]"),
     ] = None,
     database_url: DatabaseUrl = None,
     data_dir: DataDir = None,
@@ -113,8 +135,14 @@ def serve(
     from smartev.errors import SmartEVError
 
     _logging(verbose)
-    settings = _settings(http_host=http_host, http_port=http_port, mqtt_port=mqtt_port, mqtt_url=mqtt_url,
-                         database_url=database_url, data_dir=data_dir)
+    settings = _settings(
+        http_host=http_host,
+        http_port=http_port,
+        mqtt_port=mqtt_port,
+        mqtt_url=mqtt_url,
+        database_url=database_url,
+        data_dir=data_dir,
+    )
 
     async def started(platform: Any) -> None:
         console.print(
@@ -142,8 +170,12 @@ def demo(
     seed: Annotated[int, typer.Option(help="seed of the simulated fleet")] = 1,
     speed: Annotated[float, typer.Option(min=0.1, max=3600, help="simulated seconds per real second")] = 1.0,
     http_port: Annotated[int, typer.Option(help="HTTP port (a free one is picked if taken)")] = 8000,
-    mqtt_port: Annotated[int, typer.Option(help="embedded broker port (a free one is picked if taken)")] = 1883,
-    data_dir: Annotated[Path, typer.Option(help="where the demo keeps its SQLite database")] = Path("smartev-data"),
+    mqtt_port: Annotated[
+        int, typer.Option(help="embedded broker port (a free one is picked if taken)")
+    ] = 1883,
+    data_dir: Annotated[Path, typer.Option(help="where the demo keeps its SQLite database")] = Path(
+        "smartev-data"
+    ),
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the platform on embedded defaults with a simulated fleet driving around Berlin."""
@@ -151,8 +183,14 @@ def demo(
     host = "127.0.0.1"
     http_port = http_port if _port_free(host, http_port) else _free_port(host)
     mqtt_port = mqtt_port if _port_free(host, mqtt_port) else _free_port(host)
-    settings = _settings(http_host=host, http_port=http_port, mqtt_port=mqtt_port, mqtt_url="",
-                         database_url=f"sqlite+aiosqlite:///{data_dir / 'smartev.db'}", data_dir=data_dir)
+    settings = _settings(
+        http_host=host,
+        http_port=http_port,
+        mqtt_port=mqtt_port,
+        mqtt_url="",
+        database_url=f"sqlite+aiosqlite:///{data_dir / 'smartev.db'}",
+        data_dir=data_dir,
+    )
 
     async def started(platform: Any) -> None:
         from smartev.sim.fleet import CarIdentity, Fleet
@@ -184,7 +222,8 @@ def demo(
                 f"Owner login     {DEMO_OWNER[0]} / {DEMO_OWNER[1]}\n"
                 f"Second owner    {DEMO_OWNER_2[0]} / {DEMO_OWNER_2[1]}\n"
                 f"Operator login  {DEMO_OPERATOR[0]} / {DEMO_OPERATOR[1]}\n\n"
-                f"Try: curl -s -d 'username={DEMO_OWNER[0]}&password={DEMO_OWNER[1]}' {base}/api/v1/auth/token\n"
+                f"Try: curl -s -d 'username={DEMO_OWNER[0]}&password={DEMO_OWNER[1]}' "
+                f"{base}/api/v1/auth/token\n"
                 "Press Ctrl+C to stop.",
                 title="smartev",
             )
@@ -259,7 +298,9 @@ def users_create(
 
 @mqtt_app.command("acl")
 def mqtt_acl(
-    out: Annotated[Path, typer.Option(help="directory for the password, ACL and conf files")] = Path("mosquitto"),
+    out: Annotated[Path, typer.Option(help="directory for the password, ACL and conf files")] = Path(
+        "mosquitto"
+    ),
     service_password: Annotated[
         str, typer.Option(prompt=True, hide_input=True, help="password the platform uses (its --mqtt-url)")
     ] = "",
@@ -282,7 +323,10 @@ def mqtt_acl(
         engine = create_engine(settings.database_url)
         try:
             async with engine.connect() as conn:
-                return [(v, h) for v, h in (await conn.execute(select(Vehicle.vin, Vehicle.mqtt_secret_hash))).all()]
+                return [
+                    (v, h)
+                    for v, h in (await conn.execute(select(Vehicle.vin, Vehicle.mqtt_secret_hash))).all()
+                ]
         finally:
             await engine.dispose()
 

@@ -1,14 +1,14 @@
 """One hierarchy of domain errors; the HTTP layer maps each to a status code.
 
-    SmartEVError
-    ├── NotFound                 the thing does not exist, or the caller may not see it (404)
-    ├── Forbidden                the caller is known but may not do this (403)
-    ├── Unauthorized             no or bad credentials (401)
-    ├── Conflict                 it exists already / state does not allow it (409)
-    ├── InvalidInput             the request is well-formed but its content is wrong (422)
-    │   └── InvalidVIN
-    ├── RateLimited              too many of these, slow down (429)
-    └── Unavailable              a dependency (database, broker) is down (503)
+SmartEVError
+├── NotFound                 the thing does not exist, or the caller may not see it (404)
+├── Forbidden                the caller is known but may not do this (403)
+├── Unauthorized             no or bad credentials (401)
+├── Conflict                 it exists already / state does not allow it (409)
+├── InvalidInput             the request is well-formed but its content is wrong (422)
+│   └── InvalidVIN
+├── RateLimited              too many of these, slow down (429)
+└── Unavailable              a dependency (database, broker) is down (503)
 """
 
 from __future__ import annotations

@@ -38,11 +38,19 @@ class Settings(BaseSettings):
     http_port: int = Field(8000, ge=0, le=65535)
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(1883, ge=0, le=65535, description="port of the embedded broker")
-    mqtt_url: str = Field("", description="external broker, e.g. mqtt://user:pass@127.0.0.1:1883; empty = embedded")
+    mqtt_url: str = Field(
+        "", description="external broker, e.g. mqtt://user:pass@127.0.0.1:1883; empty = embedded"
+    )
     mqtt_public_url: str = Field("", description="the broker URL handed to cars; defaults to the one in use")
-    mqtt_client_id: str = Field("", description="the platform's MQTT client id; default smartev-platform-main")
-    mqtt_clean_session: bool = Field(False, description="false: the broker queues telemetry while we are down")
-    mqtt_shared_subscription: bool = Field(False, description="use $share/smartev/ subscriptions (many workers)")
+    mqtt_client_id: str = Field(
+        "", description="the platform's MQTT client id; default smartev-platform-main"
+    )
+    mqtt_clean_session: bool = Field(
+        False, description="false: the broker queues telemetry while we are down"
+    )
+    mqtt_shared_subscription: bool = Field(
+        False, description="use $share/smartev/ subscriptions (many workers)"
+    )
     secret_key: SecretStr = SecretStr("")
     token_ttl_s: int = Field(8 * 3600, ge=60)
     command_default_ttl_s: int = Field(30, ge=1, le=86_400)

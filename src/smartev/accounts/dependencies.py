@@ -21,9 +21,7 @@ def accounts_service(request: Request) -> Accounts:
     return accounts
 
 
-async def current_user(
-    request: Request, token: Annotated[str | None, Depends(oauth2)]
-) -> User:
+async def current_user(request: Request, token: Annotated[str | None, Depends(oauth2)]) -> User:
     """The authenticated user; 401 without a valid bearer token."""
     if not token:
         raise Unauthorized("log in first: send 'Authorization: Bearer <token>' from POST /api/v1/auth/token")

@@ -26,7 +26,9 @@ async def me(user: CurrentUser) -> UserOut:
     return UserOut.model_validate(user)
 
 
-@router.post("/users", response_model=UserOut, status_code=status.HTTP_201_CREATED, summary="Create a user (admin)")
+@router.post(
+    "/users", response_model=UserOut, status_code=status.HTTP_201_CREATED, summary="Create a user (admin)"
+)
 async def create_user(body: UserCreate, _: AdminUser, accounts: AccountsDep) -> UserOut:
     return UserOut.model_validate(await accounts.create_user(body.email, body.password, body.role))
 

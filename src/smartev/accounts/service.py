@@ -58,12 +58,14 @@ class Accounts:
         """The user with this email, or None."""
         async with self._sessions() as s:
             result = await s.execute(select(User).where(User.email == normalise_email(email)))
-            return result.scalar_one_or_none()
+            user: User | None = result.scalar_one_or_none()
+            return user
 
     async def by_id(self, user_id: int) -> User | None:
         """The user with this id, or None."""
         async with self._sessions() as s:
-            return await s.get(User, user_id)
+            user: User | None = await s.get(User, user_id)
+            return user
 
     async def emails(self, user_ids: set[int]) -> dict[int, str]:
         """Emails of the given users (to show a car's owner)."""

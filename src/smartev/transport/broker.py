@@ -247,7 +247,7 @@ class _GuardedBroker(Broker):  # type: ignore[misc]
     def __init__(self, config: BrokerConfig, policy: AccessPolicy) -> None:
         super().__init__(config)
         self._policy = policy
-        self._subscriptions = _SnapshotDict(self._subscriptions)
+        self._subscriptions: dict[str, Any] = _SnapshotDict(self._subscriptions)
 
     async def _initialize_client_session(
         self, reader: ReaderAdapter, writer: WriterAdapter, remote_address: str, remote_port: int

@@ -143,7 +143,9 @@ class Commands:
         while window and window[0] <= now_ms - 60_000:
             window.popleft()
         if len(window) >= self._unlock_per_min:
-            raise RateLimited(f"at most {self._unlock_per_min} {name} commands per minute for one car; wait a moment")
+            raise RateLimited(
+                f"at most {self._unlock_per_min} {name} commands per minute for one car; wait a moment"
+            )
         window.append(now_ms)
 
     async def create(
@@ -169,7 +171,9 @@ class Commands:
         async with self._sessions() as s:
             s.add(command)
             await s.flush()  # the command row must exist before its audit row refers to it
-            s.add(CommandEvent(command_id=command.id, status="queued", detail=None, actor=user.email, at_ms=now))
+            s.add(
+                CommandEvent(command_id=command.id, status="queued", detail=None, actor=user.email, at_ms=now)
+            )
             await s.commit()
         self.counters["created"] += 1
         task = asyncio.ensure_future(self._deliver(vehicle.vin, command))
@@ -182,7 +186,9 @@ class Commands:
             "id": command.id,
             "name": command.name,
             "args": orjson.loads(command.args),
-            "expires_at": ms_to_datetime(command.expires_ms).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "expires_at": ms_to_datetime(command.expires_ms)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
         }
         try:
             await self._link.send_command(vin, payload)
@@ -191,22 +197,36 @@ class Commands:
             logger.warning("command %s to a car could not be handed to the broker: %s", command.id, exc)
             self.counters["delivery_failed"] += 1
             return
-        await self._transition(command.id, command.vehicle_id, vin, ("queued",), "delivered", None, "platform")
+        await self._transition(
+            command.id, command.vehicle_id, vin, ("queued",), "delivered", None, "platform"
+        )
 
     async def _transition(
-        self, command_id: str, vehicle_id: int, vin: str, from_states: tuple[str, ...], status: str,
-        detail: str | None, actor: str,
+        self,
+        command_id: str,
+        vehicle_id: int,
+        vin: str,
+        from_states: tuple[str, ...],
+        status: str,
+        detail: str | None,
+        actor: str,
     ) -> bool:
         now = self._clock.now_ms()
         async with self._sessions() as s:
             result = await s.execute(
                 update(Command)
-                .where(Command.id == command_id, Command.vehicle_id == vehicle_id, Command.status.in_(from_states))
+                .where(
+                    Command.id == command_id,
+                    Command.vehicle_id == vehicle_id,
+                    Command.status.in_(from_states),
+                )
                 .values(status=status, detail=detail, updated_ms=now)
             )
             changed = bool(getattr(result, "rowcount", 0))
             if changed:
-                s.add(CommandEvent(command_id=command_id, status=status, detail=detail, actor=actor, at_ms=now))
+                s.add(
+                    CommandEvent(command_id=command_id, status=status, detail=detail, actor=actor, at_ms=now)
+                )
             await s.commit()
         if changed:
             row = await self._load(command_id)
@@ -235,15 +255,26 @@ class Commands:
             return
         if row.status not in OPEN or self._clock.now_ms() > row.expires_ms:
             self.counters["result_late_or_repeated"] += 1
-            await self._audit(command_id, "ignored", f"late or repeated answer {status}: {detail or ''}",
-                              f"vehicle {vin[-6:]}")
+            await self._audit(
+                command_id,
+                "ignored",
+                f"late or repeated answer {status}: {detail or ''}",
+                f"vehicle {vin[-6:]}",
+            )
             return
         await self._transition(command_id, vehicle.id, vin, OPEN, status, detail, f"vehicle {vin[-6:]}")
 
     async def _audit(self, command_id: str, status: str, detail: str | None, actor: str) -> None:
         async with self._sessions() as s:
-            s.add(CommandEvent(command_id=command_id, status=status, detail=detail, actor=actor,
-                               at_ms=self._clock.now_ms()))
+            s.add(
+                CommandEvent(
+                    command_id=command_id,
+                    status=status,
+                    detail=detail,
+                    actor=actor,
+                    at_ms=self._clock.now_ms(),
+                )
+            )
             await s.commit()
 
     async def expire_due(self) -> int:
@@ -252,15 +283,22 @@ class Commands:
         async with self._sessions() as s:
             due = (
                 await s.execute(
-                    select(Command.id, Command.vehicle_id).where(Command.status.in_(OPEN), Command.expires_ms < now)
+                    select(Command.id, Command.vehicle_id).where(
+                        Command.status.in_(OPEN), Command.expires_ms < now
+                    )
                 )
             ).all()
         count = 0
         for command_id, vehicle_id in due:
             rec = self._registry.by_id(vehicle_id)
             if await self._transition(
-                command_id, vehicle_id, rec.vin if rec else "", OPEN, "expired",
-                "the car did not confirm in time", "platform",
+                command_id,
+                vehicle_id,
+                rec.vin if rec else "",
+                OPEN,
+                "expired",
+                "the car did not confirm in time",
+                "platform",
             ):
                 count += 1
         return count
@@ -276,7 +314,8 @@ class Commands:
 
     async def _load(self, command_id: str) -> Command | None:
         async with self._sessions() as s:
-            return await s.get(Command, command_id)
+            command: Command | None = await s.get(Command, command_id)
+            return command
 
     async def get(self, vehicle: VehicleRecord, command_id: str) -> CommandView:
         """One command of this car; NotFound if it belongs to another car."""
@@ -290,7 +329,10 @@ class Commands:
         async with self._sessions() as s:
             rows = (
                 await s.execute(
-                    select(Command).where(Command.vehicle_id == vehicle.id).order_by(Command.created_ms.desc()).limit(limit)
+                    select(Command)
+                    .where(Command.vehicle_id == vehicle.id)
+                    .order_by(Command.created_ms.desc())
+                    .limit(limit)
                 )
             ).scalars()
             return [self._view(r, vehicle.vin) for r in rows]
@@ -301,14 +343,25 @@ class Commands:
         async with self._sessions() as s:
             rows = (
                 await s.execute(
-                    select(CommandEvent).where(CommandEvent.command_id == command_id).order_by(CommandEvent.id)
+                    select(CommandEvent)
+                    .where(CommandEvent.command_id == command_id)
+                    .order_by(CommandEvent.id)
                 )
             ).scalars()
-            return [{"status": r.status, "detail": r.detail, "actor": r.actor, "at_ms": r.at_ms} for r in rows]
+            return [
+                {"status": r.status, "detail": r.detail, "actor": r.actor, "at_ms": r.at_ms} for r in rows
+            ]
 
     @staticmethod
     def _view(row: Command, vin: str) -> CommandView:
         return CommandView(
-            id=row.id, vin=vin, name=row.name, args=orjson.loads(row.args), status=row.status, detail=row.detail,
-            created_ms=row.created_ms, expires_ms=row.expires_ms, updated_ms=row.updated_ms,
+            id=row.id,
+            vin=vin,
+            name=row.name,
+            args=orjson.loads(row.args),
+            status=row.status,
+            detail=row.detail,
+            created_ms=row.created_ms,
+            expires_ms=row.expires_ms,
+            updated_ms=row.updated_ms,
         )

@@ -61,8 +61,14 @@ def _vehicle_out(p: Platform, rec: VehicleRecord, owners: dict[int, str]) -> Veh
 
 def _command_out(c: CommandView) -> CommandOut:
     return CommandOut(
-        id=c.id, vin=c.vin, name=c.name, args=c.args, status=c.status, detail=c.detail,
-        created_at=ms_to_datetime(c.created_ms), expires_at=ms_to_datetime(c.expires_ms),
+        id=c.id,
+        vin=c.vin,
+        name=c.name,
+        args=c.args,
+        status=c.status,
+        detail=c.detail,
+        created_at=ms_to_datetime(c.created_ms),
+        expires_at=ms_to_datetime(c.expires_ms),
         updated_at=ms_to_datetime(c.updated_ms),
     )
 
@@ -111,7 +117,9 @@ async def get_state(vin: str, request: Request, user: CurrentUser) -> VehicleSta
         vin=rec.vin,
         online=car.online,
         last_seen=ms_to_datetime(car.last_seen_ms) if car.last_seen_ms else None,
-        signals={path: SignalValue(value=v, ts=ms_to_datetime(ts)) for path, (v, ts) in sorted(car.signals.items())},
+        signals={
+            path: SignalValue(value=v, ts=ms_to_datetime(ts)) for path, (v, ts) in sorted(car.signals.items())
+        },
     )
 
 
@@ -127,7 +135,9 @@ def _parse_interval(text: str | None) -> float | None:
     return seconds
 
 
-@router.get("/vehicles/{vin}/history", response_model=History, summary="A signal's history, optionally downsampled")
+@router.get(
+    "/vehicles/{vin}/history", response_model=History, summary="A signal's history, optionally downsampled"
+)
 async def get_history(
     vin: str,
     request: Request,
@@ -156,18 +166,31 @@ async def get_history(
     seconds = _parse_interval(interval)
     interval_ms = max(1, int(seconds * 1000)) if seconds else None
     points, truncated = await history.query(
-        p.engine, rec.id, p.registry.signal_ids[path], start_ms, end_ms,
-        interval_ms=interval_ms, numeric=signal.is_numeric and signal.datatype != "boolean", limit=limit,
+        p.engine,
+        rec.id,
+        p.registry.signal_ids[path],
+        start_ms,
+        end_ms,
+        interval_ms=interval_ms,
+        numeric=signal.is_numeric and signal.datatype != "boolean",
+        limit=limit,
     )
     if interval_ms and signal.is_numeric and signal.datatype != "boolean":
         values = [HistoryPoint(ts=ms_to_datetime(ts), value=num) for ts, num, _ in points]
         aggregate: str | None = "mean"
     else:
-        values = [HistoryPoint(ts=ms_to_datetime(ts), value=decode(signal, num, text)) for ts, num, text in points]
+        values = [
+            HistoryPoint(ts=ms_to_datetime(ts), value=decode(signal, num, text)) for ts, num, text in points
+        ]
         aggregate = "last" if interval_ms else None
     return History(
-        path=path, start=ms_to_datetime(start_ms), end=ms_to_datetime(end_ms), interval=seconds,
-        aggregate=aggregate, truncated=truncated, points=values,
+        path=path,
+        start=ms_to_datetime(start_ms),
+        end=ms_to_datetime(end_ms),
+        interval=seconds,
+        aggregate=aggregate,
+        truncated=truncated,
+        points=values,
     )
 
 
@@ -192,7 +215,9 @@ async def list_commands(
     return [_command_out(c) for c in await p.commands.list_for(rec, limit)]
 
 
-@router.get("/vehicles/{vin}/commands/{command_id}", response_model=CommandOut, summary="One command's status")
+@router.get(
+    "/vehicles/{vin}/commands/{command_id}", response_model=CommandOut, summary="One command's status"
+)
 async def get_command(vin: str, command_id: str, request: Request, user: CurrentUser) -> CommandOut:
     p = _platform(request)
     rec = p.registry.get_for(user, vin)
@@ -204,11 +229,15 @@ async def get_command(vin: str, command_id: str, request: Request, user: Current
     response_model=list[CommandEventOut],
     summary="A command's audit trail",
 )
-async def get_command_audit(vin: str, command_id: str, request: Request, user: CurrentUser) -> list[CommandEventOut]:
+async def get_command_audit(
+    vin: str, command_id: str, request: Request, user: CurrentUser
+) -> list[CommandEventOut]:
     p = _platform(request)
     rec = p.registry.get_for(user, vin)
     return [
-        CommandEventOut(status=e["status"], detail=e["detail"], actor=e["actor"], at=ms_to_datetime(e["at_ms"]))
+        CommandEventOut(
+            status=e["status"], detail=e["detail"], actor=e["actor"], at=ms_to_datetime(e["at_ms"])
+        )
         for e in await p.commands.audit(rec, command_id)
     ]
 
@@ -223,7 +252,9 @@ async def rotate_credentials(vin: str, request: Request, user: StaffUser) -> Veh
     rec = p.registry.get_for(user, vin)
     secret = await p.registry.rotate_secret(rec.vin)
     out = _vehicle_out(p, rec, await p.accounts.emails({rec.owner_id}))
-    return VehicleRegistered(**out.model_dump(), mqtt_url=p.mqtt_public_url, mqtt_username=rec.vin, mqtt_password=secret)
+    return VehicleRegistered(
+        **out.model_dump(), mqtt_url=p.mqtt_public_url, mqtt_username=rec.vin, mqtt_password=secret
+    )
 
 
 @router.get(
@@ -244,7 +275,9 @@ async def live(vin: str, request: Request, user: CurrentUser) -> StreamingRespon
             queue.get_nowait()
         queue.put_nowait(event)
 
-    unsubscribe = [p.bus.subscribe(t, put) for t in (SignalsChanged, VehicleConnectivityChanged, CommandStatusChanged)]
+    unsubscribe = [
+        p.bus.subscribe(t, put) for t in (SignalsChanged, VehicleConnectivityChanged, CommandStatusChanged)
+    ]
 
     async def stream() -> AsyncIterator[bytes]:
         try:
@@ -266,7 +299,9 @@ async def live(vin: str, request: Request, user: CurrentUser) -> StreamingRespon
 def _sse(event: Any) -> bytes:
     if isinstance(event, SignalsChanged):
         data: dict[str, Any] = {
-            "signals": {k: {"value": v, "ts": ms_to_datetime(ts).isoformat()} for k, (v, ts) in event.signals.items()}
+            "signals": {
+                k: {"value": v, "ts": ms_to_datetime(ts).isoformat()} for k, (v, ts) in event.signals.items()
+            }
         }
         kind = "signals"
     elif isinstance(event, VehicleConnectivityChanged):
@@ -287,10 +322,14 @@ async def search_signals(
     p = _platform(request)
     return [
         SignalInfo(
-            path=s.path, type=s.type, datatype=s.datatype, unit=s.unit, min=s.min, max=s.max,
-            allowed=list(s.allowed) if s.allowed is not None else None, description=s.description,
+            path=s.path,
+            type=s.type,
+            datatype=s.datatype,
+            unit=s.unit,
+            min=s.min,
+            max=s.max,
+            allowed=list(s.allowed) if s.allowed is not None else None,
+            description=s.description,
         )
         for s in p.catalog.search(q, limit)
     ]
-
-

@@ -67,7 +67,9 @@ class History(BaseModel):
     end: datetime
     interval: float | None = Field(None, description="bucket size in seconds when downsampled")
     aggregate: str | None = Field(None, description="mean (numbers) or last (others) when downsampled")
-    truncated: bool = Field(description="true when more points exist than were returned: narrow or downsample")
+    truncated: bool = Field(
+        description="true when more points exist than were returned: narrow or downsample"
+    )
     points: list[HistoryPoint]
 
 

@@ -117,7 +117,9 @@ class Registry:
         secret = new_device_secret()
         rec.secret_hash = hash_device_secret(secret)
         async with self._sessions() as s:
-            await s.execute(update(Vehicle).where(Vehicle.id == rec.id).values(mqtt_secret_hash=rec.secret_hash))
+            await s.execute(
+                update(Vehicle).where(Vehicle.id == rec.id).values(mqtt_secret_hash=rec.secret_hash)
+            )
             await s.commit()
         return secret
 

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -85,8 +85,15 @@ class Twin:
             value, ts = self.cars[vid].signals[path]
             signal = self._catalog.get(path)
             num, text = encode(signal, value) if signal else (None, None)
-            rows.append({"vehicle_id": vid, "signal_id": self._signal_ids[path], "ts": ts,
-                         "value_num": num, "value_text": text})
+            rows.append(
+                {
+                    "vehicle_id": vid,
+                    "signal_id": self._signal_ids[path],
+                    "ts": ts,
+                    "value_num": num,
+                    "value_text": text,
+                }
+            )
         try:
             async with engine.begin() as conn:
                 dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
@@ -94,8 +101,11 @@ class Twin:
                     stmt = dialect.insert(TwinValue)
                     stmt = stmt.on_conflict_do_update(
                         index_elements=["vehicle_id", "signal_id"],
-                        set_={"ts": stmt.excluded.ts, "value_num": stmt.excluded.value_num,
-                              "value_text": stmt.excluded.value_text},
+                        set_={
+                            "ts": stmt.excluded.ts,
+                            "value_num": stmt.excluded.value_num,
+                            "value_text": stmt.excluded.value_text,
+                        },
                         where=TwinValue.ts <= stmt.excluded.ts,
                     )
                     for start in range(0, len(rows), 5000):
@@ -103,10 +113,12 @@ class Twin:
                 for vid in conn_dirty:
                     car = self.cars[vid]
                     await conn.execute(
-                        update(Vehicle).where(Vehicle.id == vid).values(online=car.online, last_seen_ms=car.last_seen_ms)
+                        update(Vehicle)
+                        .where(Vehicle.id == vid)
+                        .values(online=car.online, last_seen_ms=car.last_seen_ms)
                     )
                 await conn.execute(delete(PlatformState).where(PlatformState.key == WATERMARK_KEY))
-                await conn.execute(PlatformState.__table__.insert().values(key=WATERMARK_KEY, value=str(now_ms)))
+                await conn.execute(insert(PlatformState).values(key=WATERMARK_KEY, value=str(now_ms)))
         except BaseException:
             self._dirty |= dirty  # try again next time
             self._dirty_connectivity |= conn_dirty
@@ -124,11 +136,15 @@ class Twin:
                 if path is not None:
                     value = decode(self._catalog.get(path), r.value_num, r.value_text)
                     self.get(r.vehicle_id).signals[path] = (value, r.ts)
-            mark = (await conn.execute(select(PlatformState.value).where(PlatformState.key == WATERMARK_KEY))).scalar()
+            mark = (
+                await conn.execute(select(PlatformState.value).where(PlatformState.key == WATERMARK_KEY))
+            ).scalar()
             since = int(mark) - CATCH_UP_MARGIN_MS if mark else 0
             pending = (
                 await conn.execute(
-                    select(TelemetryMark.vehicle_id, TelemetryMark.min_ts).where(TelemetryMark.stored_ms >= since)
+                    select(TelemetryMark.vehicle_id, TelemetryMark.min_ts).where(
+                        TelemetryMark.stored_ms >= since
+                    )
                 )
             ).all()
             earliest: dict[int, int] = {}

@@ -1,4 +1,4 @@
-"""Vehicle Identification Numbers (ISO 3779): validation with the check digit, and generation for simulators."""
+"""Vehicle Identification Numbers (ISO 3779): check-digit validation, and generation for simulators."""
 
 from __future__ import annotations
 
@@ -35,10 +35,14 @@ def validate_vin(vin: object) -> str:
     bad = sorted({c for c in v if c not in ALPHABET})
     if bad:
         hint = " (I, O and Q are never used in VINs)" if set(bad) & set("IOQ") else ""
-        raise InvalidVIN(f"a VIN may only contain digits and the letters A-Z except I, O, Q; found {''.join(bad)!r}{hint}")
+        raise InvalidVIN(
+            f"a VIN may only contain digits and the letters A-Z except I, O, Q; found {''.join(bad)!r}{hint}"
+        )
     expected = check_digit(v)
     if v[8] != expected:
-        raise InvalidVIN(f"check digit (position 9) is {v[8]!r} but should be {expected!r}: the VIN is mistyped")
+        raise InvalidVIN(
+            f"check digit (position 9) is {v[8]!r} but should be {expected!r}: the VIN is mistyped"
+        )
     return v
 
 

@@ -68,7 +68,9 @@ class Signal:
         return self.datatype.endswith("[]")
 
 
-def _scalar_coercer(datatype: str, lo: float | None, hi: float | None, allowed: tuple[Any, ...] | None) -> Coerce:
+def _scalar_coercer(
+    datatype: str, lo: float | None, hi: float | None, allowed: tuple[Any, ...] | None
+) -> Coerce:
     if datatype == "boolean":
 
         def coerce_bool(v: Any) -> bool:
