@@ -23,7 +23,7 @@ from smartev.accounts.service import Accounts
 from smartev.clock import Clock, SystemClock
 from smartev.db import migrate
 from smartev.db.engine import create_engine, session_factory
-from smartev.errors import SmartEVError
+from smartev.errors import InvalidInput, SmartEVError
 from smartev.events import EventBus
 from smartev.settings import Settings
 from smartev.transport.broker import EmbeddedBroker
@@ -232,6 +232,10 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
     @app.exception_handler(SmartEVError)
     async def _domain_error(request: Request, exc: SmartEVError) -> JSONResponse:
+        if isinstance(exc, InvalidInput):
+            # the same shape as FastAPI's own 422 (HTTPValidationError), so one client parser reads both
+            detail = [{"loc": list(exc.loc), "msg": exc.message, "type": "value_error"}]
+            return JSONResponse({"detail": detail}, status_code=422)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Clock(Protocol):
@@ -42,8 +44,6 @@ class ManualClock:
         return int(self._now.timestamp() * 1000)
 
     def advance(self, seconds: float) -> None:
-        from datetime import timedelta
-
         self._now += timedelta(seconds=seconds)
 
 
@@ -56,4 +56,5 @@ def datetime_to_ms(dt: datetime) -> int:
     """An aware (or naive-UTC) datetime to epoch milliseconds."""
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
+    # integer arithmetic: float timestamp * 1000 can land a hair below the millisecond and lose it
+    return (dt - EPOCH) // timedelta(milliseconds=1)

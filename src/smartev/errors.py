@@ -49,9 +49,13 @@ class Conflict(SmartEVError):
 
 
 class InvalidInput(SmartEVError):
-    """The request parsed, but what it asks for is not valid."""
+    """The request parsed, but what it asks for is not valid; `loc` names the field when known."""
 
     status_code = 422
+
+    def __init__(self, message: str, loc: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 class InvalidVIN(InvalidInput):

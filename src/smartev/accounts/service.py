@@ -31,9 +31,9 @@ class Accounts:
         """A new user; Conflict if the email is taken."""
         email = normalise_email(email)
         if "@" not in email:
-            raise InvalidInput(f"{email!r} is not an email address")
+            raise InvalidInput(f"{email!r} is not an email address", ("body", "email"))
         if len(password) < 8:
-            raise InvalidInput("the password must have at least 8 characters")
+            raise InvalidInput("the password must have at least 8 characters", ("body", "password"))
         user = User(
             email=email,
             password_hash=hash_password(password),

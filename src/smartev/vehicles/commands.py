@@ -127,14 +127,14 @@ class Commands:
         """The command's arguments, checked against its description; InvalidInput with the problem."""
         spec = COMMANDS.get(name)
         if spec is None:
-            raise InvalidInput(f"unknown command {name!r}; known: {', '.join(COMMANDS)}")
+            raise InvalidInput(f"unknown command {name!r}; known: {', '.join(COMMANDS)}", ("body", "name"))
         try:
             return spec.args.model_validate(args or {}).model_dump(exclude_none=True)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'args'}: {e['msg']}" for e in exc.errors()
             )
-            raise InvalidInput(f"bad arguments for {name}: {problems}") from None
+            raise InvalidInput(f"bad arguments for {name}: {problems}", ("body", "args")) from None
 
     def _check_rate(self, vehicle: VehicleRecord, name: str, now_ms: int) -> None:
         if not COMMANDS[name].rate_limited:

@@ -128,10 +128,12 @@ def _parse_interval(text: str | None) -> float | None:
         return None
     m = _INTERVAL.match(text.strip())
     if not m:
-        raise InvalidInput("interval must be a number of seconds or e.g. 500ms, 30s, 5m, 1h, 1d")
+        raise InvalidInput(
+            "interval must be a number of seconds or e.g. 500ms, 30s, 5m, 1h, 1d", ("query", "interval")
+        )
     seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
     if not 0.001 <= seconds <= 366 * 86400:
-        raise InvalidInput("interval must be between 1 ms and 366 days")
+        raise InvalidInput("interval must be between 1 ms and 366 days", ("query", "interval"))
     return seconds
 
 
@@ -154,15 +156,15 @@ async def get_history(
     rec = p.registry.get_for(user, vin)
     signal = p.catalog.get(path)
     if signal is None:
-        raise InvalidInput(p.catalog.unknown_reason(path))
+        raise InvalidInput(p.catalog.unknown_reason(path), ("query", "path"))
     try:
         end_dt = end or p.clock.now()
         start_dt = start or end_dt - timedelta(hours=24)
         start_ms, end_ms = datetime_to_ms(start_dt), datetime_to_ms(end_dt)
     except (OverflowError, ValueError, OSError):
-        raise InvalidInput("start/end are out of range") from None
+        raise InvalidInput("start/end are out of range", ("query", "start")) from None
     if start_ms >= end_ms:
-        raise InvalidInput("start must be before end")
+        raise InvalidInput("start must be before end", ("query", "start"))
     seconds = _parse_interval(interval)
     interval_ms = max(1, int(seconds * 1000)) if seconds else None
     points, truncated = await history.query(

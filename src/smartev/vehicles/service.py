@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from smartev.accounts.models import User
 from smartev.accounts.service import Accounts
-from smartev.errors import Conflict, InvalidInput, NotFound
+from smartev.errors import Conflict, InvalidInput, InvalidVIN, NotFound
 from smartev.transport.credentials import hash_device_secret, new_device_secret
 from smartev.vehicles.models import SignalPath, Vehicle
 from smartev.vehicles.vin import validate_vin
@@ -83,13 +83,18 @@ class Registry:
 
     async def register(self, vin: str, model: str, owner_email: str) -> tuple[VehicleRecord, str]:
         """Register a car for an owner; returns it with its MQTT password (shown once, stored hashed)."""
-        vin = validate_vin(vin)
+        try:
+            vin = validate_vin(vin)
+        except InvalidVIN as exc:
+            raise InvalidVIN(exc.message, ("body", "vin")) from None
         model = model.strip()
         if not model:
-            raise InvalidInput("model must not be empty")
+            raise InvalidInput("model must not be empty", ("body", "model"))
         owner = await self._accounts.by_email(owner_email)
         if owner is None:
-            raise InvalidInput(f"no user with email {owner_email!r}: create the owner first")
+            raise InvalidInput(
+                f"no user with email {owner_email!r}: create the owner first", ("body", "owner")
+            )
         if vin in self._by_vin:
             raise Conflict(f"vehicle {vin} is registered already")
         secret = new_device_secret()

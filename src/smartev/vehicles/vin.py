@@ -29,7 +29,12 @@ def validate_vin(vin: object) -> str:
     """The VIN, upper-cased, if valid; raises InvalidVIN with a reason a person understands."""
     if not isinstance(vin, str):
         raise InvalidVIN("a VIN must be a string of 17 characters")
-    v = vin.strip().upper()
+    v = vin.strip()
+    if not v.isascii():
+        # checked before upper-casing: "ß".upper() is "SS", which would turn 16 characters into 17
+        odd = "".join(sorted({c for c in v if not c.isascii()}))
+        raise InvalidVIN(f"a VIN may only contain digits and the letters A-Z except I, O, Q; found {odd!r}")
+    v = v.upper()
     if len(v) != 17:
         raise InvalidVIN(f"a VIN has 17 characters, this one has {len(v)}")
     bad = sorted({c for c in v if c not in ALPHABET})

@@ -104,8 +104,13 @@ def _scalar_coercer(
         limit = 3.4028235e38 if datatype == "float" else 1.7976931348623157e308
 
         def coerce_float(v: Any) -> float:
-            if type(v) is float or type(v) is int:
-                f = float(v)
+            if type(v) is float:
+                f = v
+            elif type(v) is int:
+                try:
+                    f = float(v)
+                except OverflowError:
+                    raise SignalRejected(f"{str(v)[:20]}… is not a finite {datatype}") from None
             else:
                 raise SignalRejected(f"expected a number ({datatype}), got {_describe(v)}")
             if not math.isfinite(f) or abs(f) > limit:
@@ -127,6 +132,9 @@ def _scalar_coercer(
                 raise SignalRejected(f"expected a string, got {_describe(v)}")
             if len(v) > MAX_STRING:
                 raise SignalRejected(f"string longer than {MAX_STRING} characters")
+            if "\x00" in v:
+                # PostgreSQL text cannot hold NUL; such a value would make the whole batch unstorable
+                raise SignalRejected("text must not contain NUL (\\u0000) characters")
             if allowed is not None and v not in allowed:
                 raise SignalRejected(f"{v!r} is not one of the allowed values {list(allowed)}")
             return v

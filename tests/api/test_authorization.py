@@ -1,0 +1,350 @@
+"""Broken object-level authorisation (OWASP API1): a two-tenant matrix over every API path that takes an id.
+
+Two owners (Alice and Bob) each have a car with a command; one operator runs the fleet. The operations are
+read from the application's own OpenAPI document, so an endpoint added later is in the matrix without anyone
+remembering to add it; an operation the matrix cannot call (a required body or query parameter it does not
+know) fails loudly instead of being skipped.
+
+Expected, for each operation on Alice's car:
+  no token          401
+  Bob (a stranger)  404, the same answer as for a car that does not exist; 403 for staff-only operations
+  Alice (owner)     the documented 2xx; 403 for staff-only operations
+  operator          the documented 2xx for reads and staff-only operations
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+
+from conftest import Harness, make_settings, running_platform
+from smartev.app import create_app
+from smartev.vehicles.vin import make_vin
+
+in_module_loop = pytest.mark.asyncio(loop_scope="module")  # the world is built once per database
+
+# How to call operations whose inputs are not ids; anything else required fails a test below.
+BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/api/v1/vehicles/{vin}/commands"): {"name": "honk_flash"},
+}
+QUERY_VALUES: dict[str, str] = {"path": "Vehicle.Speed"}
+STAFF_ONLY = {("POST", "/api/v1/vehicles/{vin}/mqtt-credentials")}
+ID_PARAMS = {"vin", "command_id"}
+ROLES = ("anonymous", "stranger", "owner", "operator")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One id-bearing operation of the API, as its OpenAPI document describes it."""
+
+    method: str
+    path: str
+    success: int
+    stream: bool
+    path_params: frozenset[str]
+    required_query: frozenset[str]
+    body_required: bool
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.method, self.path
+
+    @property
+    def read(self) -> bool:
+        return self.method == "GET"
+
+
+def operations_from(spec: dict[str, Any]) -> list[Operation]:
+    """Every operation whose path has a parameter."""
+    out = []
+    for path, item in spec["paths"].items():
+        if "{" not in path:
+            continue
+        for method, op in item.items():
+            if method.upper() not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+                continue
+            params = op.get("parameters", [])
+            success = min(int(code) for code in op["responses"] if code.startswith("2"))
+            content = op["responses"][str(success)].get("content", {})
+            out.append(
+                Operation(
+                    method=method.upper(),
+                    path=path,
+                    success=success,
+                    stream="text/event-stream" in content,
+                    path_params=frozenset(p["name"] for p in params if p["in"] == "path"),
+                    required_query=frozenset(
+                        p["name"] for p in params if p["in"] == "query" and p.get("required")
+                    ),
+                    body_required=bool(op.get("requestBody", {}).get("required")),
+                )
+            )
+    return sorted(out, key=lambda o: (o.path, o.method))
+
+
+def _spec_of_a_fresh_app() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as d:
+        settings = make_settings(Path(d), f"sqlite+aiosqlite:///{d}/spec.db", "embedded")
+        return create_app(settings).openapi()
+
+
+OPERATIONS = operations_from(_spec_of_a_fresh_app())
+
+
+def expected_status(op: Operation, role: str) -> int | None:
+    """The status the matrix requires, or None where the policy does not say (operators writing to a car)."""
+    staff_only = op.key in STAFF_ONLY
+    if role == "anonymous":
+        return 401
+    if role == "stranger":
+        return 403 if staff_only else 404
+    if role == "owner":
+        return 403 if staff_only else op.success
+    if op.read or staff_only:
+        return op.success
+    return None
+
+
+CELLS = [
+    pytest.param(op, role, status, id=f"{op.method} {op.path} as {role}")
+    for op in OPERATIONS
+    for role in ROLES
+    if (status := expected_status(op, role)) is not None
+]
+
+
+@dataclass
+class Car:
+    vin: str
+    owner: str
+    model: str
+    command_id: str
+
+
+@dataclass
+class World:
+    h: Harness
+    app: FastAPI
+    tokens: dict[str, str]
+    cars: dict[str, Car]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["sqlite", "postgresql"])
+async def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[World]:
+    """Alice and Bob with a car and a command each, and an operator; on SQLite and on PostgreSQL."""
+    db = request.param
+    async with running_platform(tmp_path_factory.mktemp(f"authz-{db}"), db, "embedded") as h:
+        rng = random.Random(f"authz-{db}")
+        tokens = {
+            "alice": await h.user("alice@example.com"),
+            "bob": await h.user("bob@example.com"),
+            "operator": await h.user("operator@example.com", "operator"),
+        }
+        cars = {}
+        for name, model in (("alice", "Alice's Roadster"), ("bob", "Bob's Van")):
+            vin = make_vin(rng)
+            await h.register(tokens["operator"], vin, f"{name}@example.com", model=model)
+            r = await h.http.post(
+                f"/api/v1/vehicles/{vin}/commands", json={"name": "lock"}, headers=h.auth(tokens[name])
+            )
+            assert r.status_code == 202, r.text
+            cars[name] = Car(vin, f"{name}@example.com", model, r.json()["id"])
+        yield World(h, create_app(platform=h.platform), tokens, cars)
+
+
+async def call(
+    w: World, op: Operation, token: str | None, vin: str, command_id: str
+) -> tuple[int, dict[str, str], str]:
+    """Call the operation; for an event stream only the status and headers (the stream never ends)."""
+    url = op.path.format(vin=vin, command_id=command_id)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    params = {name: QUERY_VALUES[name] for name in op.required_query}
+    if op.stream:
+        return await open_event_stream(w.app, url, urlencode(params), headers)
+    r = await w.h.http.request(op.method, url, params=params, json=BODIES.get(op.key), headers=headers)
+    return r.status_code, dict(r.headers), r.text
+
+
+async def open_event_stream(
+    app: FastAPI, path: str, query: str, headers: dict[str, str]
+) -> tuple[int, dict[str, str], str]:
+    """GET an endless response through ASGI, keep its start and first chunk, then hang up.
+
+    httpx's ASGI transport reads a response to its end before returning, so it cannot open an SSE stream.
+    """
+    start: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    chunks: list[bytes] = []
+    first_chunk = asyncio.Event()
+    hang_up = asyncio.Event()
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await hang_up.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start" and not start.done():
+            start.set_result(message)
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+            first_chunk.set()
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+        "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
+        "headers": [(b"host", b"smartev.test"),
+                    *((k.lower().encode(), v.encode()) for k, v in headers.items())],
+        "client": ("127.0.0.1", 50000), "server": ("smartev.test", 80),
+    }  # fmt: skip
+    task = asyncio.create_task(app(scope, receive, send))
+    try:
+        message = await asyncio.wait_for(start, 5)
+        await asyncio.wait_for(first_chunk.wait(), 5)
+    finally:
+        hang_up.set()
+        try:
+            await asyncio.wait_for(task, 5)
+        except TimeoutError:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+    response_headers = {k.decode().lower(): v.decode() for k, v in message["headers"]}
+    return message["status"], response_headers, b"".join(chunks).decode()
+
+
+def caller(w: World, role: str) -> str | None:
+    return {"anonymous": None, "stranger": w.tokens["bob"], "owner": w.tokens["alice"]}.get(
+        role, w.tokens["operator"]
+    )
+
+
+# -- the matrix ---------------------------------------------------------------------------------------------
+
+
+def test_the_matrix_covers_the_vehicle_paths() -> None:
+    """A guard: if the OpenAPI document were read wrongly, the matrix would silently shrink."""
+    keys = {op.key for op in OPERATIONS}
+    for key in [
+        ("GET", "/api/v1/vehicles/{vin}"),
+        ("GET", "/api/v1/vehicles/{vin}/state"),
+        ("GET", "/api/v1/vehicles/{vin}/history"),
+        ("POST", "/api/v1/vehicles/{vin}/commands"),
+        ("GET", "/api/v1/vehicles/{vin}/commands"),
+        ("GET", "/api/v1/vehicles/{vin}/commands/{command_id}"),
+        ("GET", "/api/v1/vehicles/{vin}/commands/{command_id}/audit"),
+        ("POST", "/api/v1/vehicles/{vin}/mqtt-credentials"),
+        ("GET", "/api/v1/vehicles/{vin}/live"),
+    ]:
+        assert key in keys
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=[f"{op.method} {op.path}" for op in OPERATIONS])
+def test_every_operation_is_callable_by_the_matrix(op: Operation) -> None:
+    """An id-bearing operation the matrix does not know how to call fails here rather than going untested."""
+    assert op.path_params <= ID_PARAMS, f"teach the matrix the path parameter(s) {op.path_params - ID_PARAMS}"
+    assert op.required_query <= set(QUERY_VALUES), f"add {op.required_query} to QUERY_VALUES"
+    assert not op.body_required or op.key in BODIES, f"add a request body for {op.key} to BODIES"
+
+
+@in_module_loop
+async def test_the_running_app_has_the_same_id_bearing_operations(world: World) -> None:
+    r = await world.h.http.get("/openapi.json")
+    assert r.status_code == 200
+    assert operations_from(r.json()) == OPERATIONS
+
+
+@in_module_loop
+@pytest.mark.parametrize(("op", "role", "status"), CELLS)
+async def test_matrix(world: World, op: Operation, role: str, status: int) -> None:
+    alice, bob = world.cars["alice"], world.cars["bob"]
+    code, headers, text = await call(world, op, caller(world, role), alice.vin, alice.command_id)
+    assert code == status, text
+    if 200 <= code < 300:
+        if op.stream:
+            assert headers["content-type"].startswith("text/event-stream")
+        for other in (bob.vin, bob.owner, bob.model, bob.command_id):
+            assert other not in text  # nothing of Bob's in an answer about Alice's car
+        return
+    assert headers["content-type"] == "application/json"
+    # a refusal carries a reason and nothing of Alice's
+    for secret in (alice.owner, alice.model, alice.command_id, "mqtt_password"):
+        assert secret not in text
+    if code == 401:
+        assert headers.get("www-authenticate") == "Bearer"
+
+
+@in_module_loop
+@pytest.mark.parametrize("op", OPERATIONS, ids=[f"{op.method} {op.path}" for op in OPERATIONS])
+async def test_a_strangers_car_looks_exactly_like_no_car(world: World, op: Operation) -> None:
+    """Bob cannot learn that Alice's VIN exists: same status and same body as for an unregistered VIN."""
+    alice = world.cars["alice"]
+    ghost = make_vin(random.Random("a car nobody registered"))
+    assert world.h.platform.registry.by_vin(ghost) is None
+    token = world.tokens["bob"]
+    real = await call(world, op, token, alice.vin, alice.command_id)
+    fake = await call(world, op, token, ghost, alice.command_id)
+    assert real[0] == fake[0] and real[0] in (403, 404)
+    assert real[2].replace(alice.vin, "<vin>") == fake[2].replace(ghost, "<vin>")
+
+
+COMMAND_OPS = [op for op in OPERATIONS if "command_id" in op.path_params and op.read]
+
+
+@in_module_loop
+@pytest.mark.parametrize("role", ["owner", "operator"])
+@pytest.mark.parametrize("op", COMMAND_OPS, ids=[f"{op.method} {op.path}" for op in COMMAND_OPS])
+async def test_a_command_is_reachable_only_through_its_own_car(
+    world: World, op: Operation, role: str
+) -> None:
+    """Alice puts Bob's command id under her own VIN: 404. Not even an operator can mix cars and commands."""
+    alice, bob = world.cars["alice"], world.cars["bob"]
+    code, _, text = await call(world, op, caller(world, role), alice.vin, bob.command_id)
+    assert code == 404, text
+    assert bob.vin not in text and bob.model not in text
+    # the control: the same caller reaches Alice's own command there
+    code, _, _ = await call(world, op, caller(world, role), alice.vin, alice.command_id)
+    assert code == 200
+
+
+@in_module_loop
+async def test_lists_show_only_what_the_caller_may_see(world: World) -> None:
+    h, alice, bob = world.h, world.cars["alice"], world.cars["bob"]
+    seen = {}
+    for who in ("alice", "bob", "operator"):
+        r = await h.http.get("/api/v1/vehicles", headers=h.auth(world.tokens[who]))
+        assert r.status_code == 200
+        seen[who] = {v["vin"] for v in r.json()}
+    assert seen == {"alice": {alice.vin}, "bob": {bob.vin}, "operator": {alice.vin, bob.vin}}
+
+    r = await h.http.get(f"/api/v1/vehicles/{alice.vin}/commands", headers=h.auth(world.tokens["alice"]))
+    assert r.status_code == 200
+    ids = {c["id"] for c in r.json()}
+    assert alice.command_id in ids and bob.command_id not in ids
+    assert {c["vin"] for c in r.json()} == {alice.vin}
+
+
+@in_module_loop
+@pytest.mark.parametrize(("who", "status"), [("alice", 200), ("bob", 404), ("operator", 200)])
+async def test_a_vin_written_differently_does_not_open_a_door(world: World, who: str, status: int) -> None:
+    """The lookup normalises case and blanks; the check must hold for the normalised VIN too."""
+    alice = world.cars["alice"]
+    for written in (alice.vin.lower(), f" {alice.vin} ", alice.vin[:9].lower() + alice.vin[9:]):
+        r = await world.h.http.get(f"/api/v1/vehicles/{written}", headers=world.h.auth(world.tokens[who]))
+        assert r.status_code == status, (written, r.text)
