@@ -228,7 +228,14 @@ def demo(
                 title="smartev",
             )
         )
-        fleet = Fleet(identities, mqtt_host=host, mqtt_port=platform.broker.port, seed=seed, speed=speed)
+        fleet = Fleet(
+            identities,
+            mqtt_host=host,
+            mqtt_port=platform.broker.port,
+            seed=seed,
+            speed=speed,
+            wall_clock_ts=speed != 1.0,
+        )
         await fleet.run()
 
     try:

@@ -46,7 +46,7 @@ _HOME_CHARGE_BELOW_SOC = 60.0
 _PRECONDITION_S = 30 * 60  # cars switch remote climate off by themselves so a forgotten one cannot drain them
 _HORN_S = 2.0
 _HAZARD_S = 10.0
-_MIN_TARGET_C, _MAX_TARGET_C = 16.0, 28.0
+_MIN_TARGET_C, _MAX_TARGET_C = 15.0, 30.0  # as the platform validates them
 _MIN_CHARGE_LIMIT, _MAX_CHARGE_LIMIT = 50, 100
 _TURN_SPEED_MPS = 15 / 3.6
 
@@ -84,12 +84,12 @@ class CarSpec:
 CAR_MODELS: dict[str, CarSpec] = {
     spec.name: spec
     for spec in (
-        CarSpec("SEV Urban", 1550, 0.62, 0.009, 52, 360, 0.10, 0.88, 0.65, 50, 11, 4.0, 250, 150),
-        CarSpec("SEV Tourer", 2050, 0.58, 0.0085, 77, 400, 0.08, 0.90, 0.70, 80, 11, 5.0, 300, 170),
-        CarSpec("SEV Cargo", 2600, 1.00, 0.010, 90, 400, 0.08, 0.88, 0.65, 70, 11, 6.0, 350, 230),
+        CarSpec("smartev S1", 1550, 0.62, 0.009, 52, 360, 0.10, 0.88, 0.65, 50, 11, 4.0, 250, 150),
+        CarSpec("smartev X1", 2050, 0.58, 0.0085, 77, 400, 0.08, 0.90, 0.70, 80, 11, 5.0, 300, 170),
+        CarSpec("smartev V1", 2600, 1.00, 0.010, 90, 400, 0.08, 0.88, 0.65, 70, 11, 6.0, 350, 230),
     )
 }
-DEFAULT_MODEL = "SEV Urban"
+DEFAULT_MODEL = "smartev S1"
 
 
 def car_spec(model: str) -> CarSpec:
@@ -188,7 +188,7 @@ class CarModel:
         Args:
             seed: everything random about the car (home, habits, routes) follows from it.
             start: the simulated time the car starts at; must be timezone-aware.
-            spec: the car model; `SEV Urban` when not given.
+            spec: the car model; `smartev S1` when not given.
             soc: the starting state of charge in percent; random when not given.
         """
         if start.tzinfo is None:
@@ -435,9 +435,10 @@ class CarModel:
         if self._energy_kwh <= 0.0 and self._state is CarState.DRIVING:
             self._strand()
 
-        self._cabin_c = _relax(
-            self._cabin_c, self._target_c if self._climate_on else self._t_out, h, 240.0 if self._climate_on else 1800.0
-        )
+        if self._climate_on:
+            self._cabin_c = _relax(self._cabin_c, self._target_c, h, 240.0)
+        else:
+            self._cabin_c = _relax(self._cabin_c, self._t_out, h, 1800.0)
         self._battery_c = _relax(self._battery_c, self._t_out + 0.5 * abs(self._power_w) / 1000, h, 3600.0)
         tire_target = self._t_out + (12.0 if self._state is CarState.DRIVING else 0.0)
         self._tire_c = _relax(self._tire_c, tire_target, h, 900.0)
@@ -453,9 +454,12 @@ class CarModel:
         block = self._route[self._block]
         remaining = block.length_m - self._block_pos_m
         v = self._speed_mps
-        # The fastest speed from which the car can still brake to the block's end speed in time.
-        v_cap = math.sqrt(block.end_mps**2 + 2 * self._brake * remaining)
-        v_new = max(min(v + self._accel * h, block.cruise_mps, v_cap), 0.0)
+        # The fastest speed to end this step at that still lets the car brake to the block's end speed,
+        # counting the metres this step covers (v_new^2 = end^2 + 2 b (remaining - (v + v_new) h / 2)).
+        b = self._brake
+        reach = block.end_mps**2 + 2 * b * remaining - b * h * v
+        v_safe = (-b * h + math.sqrt((b * h) ** 2 + 4 * reach)) / 2 if reach > 0 else 0.0
+        v_new = max(min(v + self._accel * h, block.cruise_mps, v_safe), 0.0)
         moved = (v + v_new) / 2 * h
         accel = (v_new - v) / h
         v_avg = (v + v_new) / 2
@@ -687,7 +691,8 @@ class CarModel:
                 return CommandOutcome("rejected", "target_temperature must be a number in °C")
             if not _MIN_TARGET_C <= target <= _MAX_TARGET_C:
                 return CommandOutcome(
-                    "rejected", f"target_temperature must be between {_MIN_TARGET_C:g} and {_MAX_TARGET_C:g} °C"
+                    "rejected",
+                    f"target_temperature must be between {_MIN_TARGET_C:g} and {_MAX_TARGET_C:g} °C",
                 )
             self._target_c = float(target)
         self._climate_on = on
@@ -701,7 +706,7 @@ class CarModel:
         if problem := _unexpected(args, ("action", "limit"), "charge"):
             return CommandOutcome("rejected", problem)
         if not args:
-            return CommandOutcome("rejected", "charge needs 'action' (start or stop), 'limit' (50..100) or both")
+            return CommandOutcome("rejected", "charge needs 'action' (start or stop), 'limit' or both")
         action = args.get("action")
         if action is not None and action not in ("start", "stop"):
             return CommandOutcome("rejected", "action must be 'start' or 'stop'")

@@ -31,7 +31,7 @@ def rfc3339_ms(epoch_s: float) -> str:
 
 
 class SignalDelta:
-    """Chooses what to report: the signals that changed since the last report, and all of them periodically."""
+    """Chooses what to report: what changed since the last report, and periodically everything."""
 
     def __init__(self, full_every_s: float = 30.0) -> None:
         self.full_every_s = full_every_s
@@ -39,7 +39,7 @@ class SignalDelta:
         self._last_full_at: float | None = None
 
     def changes(self, signals: Mapping[str, SignalValue], at: float) -> dict[str, SignalValue]:
-        """The signals to send at simulated time `at` (empty when nothing changed and no full state is due)."""
+        """The signals to send at simulated time `at`; empty when nothing changed and no full state is due."""
         if self._last_full_at is None or at - self._last_full_at >= self.full_every_s:
             self._last_full_at = at
             out = dict(signals)
@@ -68,7 +68,9 @@ class Outbox:
     offline for hours keeps its recent history rather than its memory.
     """
 
-    def __init__(self, resend_after_s: float = 5.0, max_resend_after_s: float = 60.0, capacity: int = 10_000) -> None:
+    def __init__(
+        self, resend_after_s: float = 5.0, max_resend_after_s: float = 60.0, capacity: int = 10_000
+    ) -> None:
         self.resend_after_s = resend_after_s
         self.max_resend_after_s = max(max_resend_after_s, resend_after_s)
         self.capacity = capacity
@@ -117,6 +119,9 @@ class Outbox:
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    def __contains__(self, seq: object) -> bool:
+        return seq in self._pending
 
     def __iter__(self) -> Iterator[PendingMessage]:
         return iter(list(self._pending.values()))
