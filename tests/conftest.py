@@ -117,9 +117,13 @@ class Harness:
     def auth(self, token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"}
 
-    async def register(self, operator_token: str, vin: str, owner: str, model: str = "smartev S1") -> dict[str, Any]:
+    async def register(
+        self, operator_token: str, vin: str, owner: str, model: str = "smartev S1"
+    ) -> dict[str, Any]:
         r = await self.http.post(
-            "/api/v1/vehicles", json={"vin": vin, "model": model, "owner": owner}, headers=self.auth(operator_token)
+            "/api/v1/vehicles",
+            json={"vin": vin, "model": model, "owner": owner},
+            headers=self.auth(operator_token),
         )
         assert r.status_code == 201, r.text
         body: dict[str, Any] = r.json()
@@ -134,11 +138,18 @@ async def running_platform(tmp_path: Path, db: str, broker: str, **extra: Any) -
         platform = Platform(settings)
         app = create_app(platform=platform)
         async with platform.running():
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://smartev.test") as http:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://smartev.test"
+            ) as http:
                 yield Harness(platform, http, broker)
 
 
-COMBOS = [("sqlite", "embedded"), ("sqlite", "mosquitto"), ("postgresql", "embedded"), ("postgresql", "mosquitto")]
+COMBOS = [
+    ("sqlite", "embedded"),
+    ("sqlite", "mosquitto"),
+    ("postgresql", "embedded"),
+    ("postgresql", "mosquitto"),
+]
 
 
 @pytest.fixture(params=COMBOS, ids=[f"{d}-{b}" for d, b in COMBOS])
@@ -172,13 +183,20 @@ class TestCar:
 
     async def __aenter__(self) -> TestCar:
         self._client = aiomqtt.Client(
-            self._host, self._port, username=self.vin, password=self._password, identifier=self.vin,
+            self._host,
+            self._port,
+            username=self.vin,
+            password=self._password,
+            identifier=self.vin,
             will=aiomqtt.Will(f"vehicles/{self.vin}/status", b"offline", qos=1, retain=True),
         )
         await self._client.__aenter__()
         await self._client.subscribe(
-            [(f"vehicles/{self.vin}/telemetry/ack", 1), (f"vehicles/{self.vin}/errors", 1),
-             (f"vehicles/{self.vin}/commands", 1)]
+            [
+                (f"vehicles/{self.vin}/telemetry/ack", 1),
+                (f"vehicles/{self.vin}/errors", 1),
+                (f"vehicles/{self.vin}/commands", 1),
+            ]
         )
         await self._client.publish(f"vehicles/{self.vin}/status", b"online", qos=1, retain=True)
         self._task = asyncio.create_task(self._listen())
@@ -208,7 +226,8 @@ class TestCar:
         assert self._client
         await self._client.publish(
             f"vehicles/{self.vin}/command-results",
-            orjson.dumps({"id": command_id, "status": status, "detail": detail}), qos=1,
+            orjson.dumps({"id": command_id, "status": status, "detail": detail}),
+            qos=1,
         )
 
     async def publish(self, payload: bytes | dict[str, Any], topic: str | None = None) -> None:

@@ -11,12 +11,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from conftest import fresh_database
 
 SMARTEV = [sys.executable, "-m", "smartev"]
 
 
-def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*SMARTEV, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
     )
@@ -35,14 +38,34 @@ async def test_db_upgrade_and_users_create(tmp_path: Path, db: str) -> None:
         r = run("db", "upgrade", "--database-url", plain)
         assert r.returncode == 0, r.stderr + r.stdout
         assert "up to date" in r.stdout
-        r = run("users", "create", "Ops@Example.com", "--password", "s3cret-pass", "--role", "operator",
-                "--database-url", plain)
+        r = run(
+            "users",
+            "create",
+            "Ops@Example.com",
+            "--password",
+            "s3cret-pass",
+            "--role",
+            "operator",
+            "--database-url",
+            plain,
+        )
         assert r.returncode == 0, r.stderr + r.stdout
         assert "created operator ops@example.com" in r.stdout
-        again = run("users", "create", "ops@example.com", "--password", "s3cret-pass", "--database-url", plain)
+        again = run(
+            "users", "create", "ops@example.com", "--password", "s3cret-pass", "--database-url", plain
+        )
         assert again.returncode == 1 and "exists already" in again.stdout
-        bad = run("users", "create", "x@example.com", "--password", "s3cret-pass", "--role", "king",
-                  "--database-url", plain)
+        bad = run(
+            "users",
+            "create",
+            "x@example.com",
+            "--password",
+            "s3cret-pass",
+            "--role",
+            "king",
+            "--database-url",
+            plain,
+        )
         assert bad.returncode == 2 and "owner, operator, admin" in bad.stdout
 
 
@@ -51,16 +74,27 @@ def test_serve_refuses_a_busy_mqtt_port_with_a_clear_message(tmp_path: Path) -> 
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        r = run("serve", "--mqtt-port", str(port), "--http-port", str(free_port()), "--data-dir", str(tmp_path))
+        r = run(
+            "serve", "--mqtt-port", str(port), "--http-port", str(free_port()), "--data-dir", str(tmp_path)
+        )
     assert r.returncode == 1
     assert f"MQTT port {port} is in use" in r.stdout and "--mqtt-port" in r.stdout
 
 
 def test_serve_runs_and_answers_health(tmp_path: Path) -> None:
     http_port, mqtt_port = free_port(), free_port()
-    env = {"SMARTEV_HTTP_PORT": str(http_port), "SMARTEV_MQTT_PORT": str(mqtt_port), "SMARTEV_DATA_DIR": str(tmp_path)}
-    proc = subprocess.Popen([*SMARTEV, "serve"], env={**os.environ, **env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    env = {
+        "SMARTEV_HTTP_PORT": str(http_port),
+        "SMARTEV_MQTT_PORT": str(mqtt_port),
+        "SMARTEV_DATA_DIR": str(tmp_path),
+    }
+    proc = subprocess.Popen(
+        [*SMARTEV, "serve"],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         body = None
@@ -86,7 +120,12 @@ def test_serve_runs_and_answers_health(tmp_path: Path) -> None:
 async def test_mqtt_acl_writes_mosquitto_files(tmp_path: Path) -> None:
     db = tmp_path / "acl.db"
     url = f"sqlite:///{db}"
-    assert run("users", "create", "o@example.com", "--password", "owner-pass-1", "--database-url", url).returncode == 0
+    assert (
+        run(
+            "users", "create", "o@example.com", "--password", "owner-pass-1", "--database-url", url
+        ).returncode
+        == 0
+    )
     # register a car through the service (the API needs a running server; the CLI reads the database)
     from smartev.accounts.security import TokenSigner
     from smartev.accounts.service import Accounts
@@ -101,7 +140,9 @@ async def test_mqtt_acl_writes_mosquitto_files(tmp_path: Path) -> None:
     await registry.register("1M8GDM9AXKP042788", "S1", "o@example.com")
     await engine.dispose()
     out = tmp_path / "mosq"
-    r = run("mqtt", "acl", "--out", str(out), "--service-password", "platform-pass-123456", "--database-url", url)
+    r = run(
+        "mqtt", "acl", "--out", str(out), "--service-password", "platform-pass-123456", "--database-url", url
+    )
     assert r.returncode == 0, r.stderr + r.stdout
     files = {p.name: p.read_text() for p in out.iterdir()}
     passwd = next(v for k, v in files.items() if "passw" in k)

@@ -23,7 +23,9 @@ async def test_lock_succeeds_only_when_the_car_confirms(harness: Harness) -> Non
     host, port = h.mqtt
     async with TestCar(host, port, vin, car_password(h, creds)) as car:
         car.auto_answer = None  # answer by hand, to see the state before the car confirms
-        r = await h.http.post(f"/api/v1/vehicles/{vin}/commands", json={"name": "lock"}, headers=h.auth(token))
+        r = await h.http.post(
+            f"/api/v1/vehicles/{vin}/commands", json={"name": "lock"}, headers=h.auth(token)
+        )
         assert r.status_code == 202, r.text
         body = r.json()
         assert body["status"] == "queued"
@@ -34,7 +36,9 @@ async def test_lock_succeeds_only_when_the_car_confirms(harness: Harness) -> Non
         await eventually(lambda: _is(h, token, vin, body["id"], "delivered"))
         await car.answer(body["id"], "succeeded", "locked")
         await eventually(lambda: _is(h, token, vin, body["id"], "succeeded"))
-        audit = (await h.http.get(f"/api/v1/vehicles/{vin}/commands/{body['id']}/audit", headers=h.auth(token))).json()
+        audit = (
+            await h.http.get(f"/api/v1/vehicles/{vin}/commands/{body['id']}/audit", headers=h.auth(token))
+        ).json()
         assert [a["status"] for a in audit] == ["queued", "delivered", "succeeded"]
         assert audit[0]["actor"] == "alice@example.com"
         # a repeated or late answer does not change the outcome
@@ -76,12 +80,15 @@ async def test_rejected_and_failed_results_are_shown_with_the_reason(quick: Harn
     async with TestCar(host, port, vin, creds["mqtt_password"]) as car:
         car.auto_answer = "failed"
         r = await h.http.post(
-            f"/api/v1/vehicles/{vin}/commands", json={"name": "charge", "args": {"action": "start"}},
+            f"/api/v1/vehicles/{vin}/commands",
+            json={"name": "charge", "args": {"action": "start"}},
             headers=h.auth(token),
         )
         command_id = r.json()["id"]
         await eventually(lambda: _is(h, token, vin, command_id, "failed"))
-        got = (await h.http.get(f"/api/v1/vehicles/{vin}/commands/{command_id}", headers=h.auth(token))).json()
+        got = (
+            await h.http.get(f"/api/v1/vehicles/{vin}/commands/{command_id}", headers=h.auth(token))
+        ).json()
         assert got["detail"] == "done by test car"
 
 
@@ -90,10 +97,14 @@ async def test_a_car_cannot_answer_another_cars_command(quick: Harness) -> None:
     vin_a, creds_a, token_a = await setup_car(h, "a@example.com")
     vin_b, creds_b, _ = await setup_car(h, "b@example.com")
     host, port = h.mqtt
-    async with TestCar(host, port, vin_a, creds_a["mqtt_password"]) as car_a, \
-            TestCar(host, port, vin_b, creds_b["mqtt_password"]) as car_b:
+    async with (
+        TestCar(host, port, vin_a, creds_a["mqtt_password"]) as car_a,
+        TestCar(host, port, vin_b, creds_b["mqtt_password"]) as car_b,
+    ):
         car_a.auto_answer = None
-        r = await h.http.post(f"/api/v1/vehicles/{vin_a}/commands", json={"name": "unlock"}, headers=h.auth(token_a))
+        r = await h.http.post(
+            f"/api/v1/vehicles/{vin_a}/commands", json={"name": "unlock"}, headers=h.auth(token_a)
+        )
         command_id = r.json()["id"]
         await eventually(lambda: car_a.commands)
         assert car_b.commands == []  # B never sees A's command
@@ -125,7 +136,9 @@ async def test_unlock_is_rate_limited(quick: Harness) -> None:
     limit = h.platform.settings.unlock_rate_per_min
     codes = []
     for _ in range(limit + 2):
-        r = await h.http.post(f"/api/v1/vehicles/{vin}/commands", json={"name": "unlock"}, headers=h.auth(token))
+        r = await h.http.post(
+            f"/api/v1/vehicles/{vin}/commands", json={"name": "unlock"}, headers=h.auth(token)
+        )
         codes.append(r.status_code)
     assert codes[:limit] == [202] * limit
     assert codes[limit:] == [429, 429]

@@ -15,7 +15,6 @@ from pathlib import Path
 import aiomqtt
 import httpx
 import pytest
-from conftest import eventually, fresh_database, mosquitto_url
 from sqlalchemy import select
 
 from smartev.db.engine import create_engine
@@ -24,6 +23,8 @@ from smartev.sim.fleet import CarIdentity
 from smartev.vehicles.models import SignalPath, Vehicle, telemetry_history
 from smartev.vehicles.telemetry import parse_ts
 from smartev.vehicles.vin import make_vin
+
+from conftest import eventually, fresh_database, mosquitto_url
 
 OPERATOR = ("crash-ops@example.com", "crash-operator-pw")
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import httpx
 import orjson
 import uvicorn
-from conftest import Harness, TestCar, eventually, fresh_database, make_settings
-from test_telemetry_e2e import setup_car
 
 from smartev.app import Platform, create_app
+
+from conftest import Harness, TestCar, eventually, fresh_database, make_settings
+from test_telemetry_e2e import setup_car
 
 
 async def test_owner_sees_signals_and_command_status_live(tmp_path: Path) -> None:
@@ -48,7 +49,9 @@ async def test_owner_sees_signals_and_command_status_live(tmp_path: Path) -> Non
                 async with TestCar(host, mqtt_port, vin, creds["mqtt_password"]) as car:
                     await car.send(1, [{"ts": "2026-11-21T10:00:00Z", "signals": {"Vehicle.Speed": 42.0}}])
                     await eventually(lambda: any(k == "signals" for k, _ in events))
-                    r = await http.post(f"/api/v1/vehicles/{vin}/commands", json={"name": "lock"}, headers=h.auth(token))
+                    r = await http.post(
+                        f"/api/v1/vehicles/{vin}/commands", json={"name": "lock"}, headers=h.auth(token)
+                    )
                     command_id = r.json()["id"]
                     await eventually(
                         lambda: any(k == "command" and d["status"] == "succeeded" for k, d in events)
@@ -57,7 +60,9 @@ async def test_owner_sees_signals_and_command_status_live(tmp_path: Path) -> Non
                 signals = next(d for k, d in events if k == "signals")["signals"]
                 assert signals["Vehicle.Speed"]["value"] == 42.0  # type: ignore[index]
                 assert any(k == "connectivity" and d["online"] is True for k, d in events)
-                assert [d["status"] for k, d in events if k == "command" and d["id"] == command_id][-1] == "succeeded"
+                assert [d["status"] for k, d in events if k == "command" and d["id"] == command_id][
+                    -1
+                ] == "succeeded"
         finally:
             server.should_exit = True
             await serving

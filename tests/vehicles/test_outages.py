@@ -5,23 +5,28 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
 import httpx
-from conftest import Harness, TestCar, eventually, fresh_database, make_settings
-from netproxy import Proxy
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
-from test_telemetry_e2e import setup_car
 
 from smartev.app import Platform, create_app
 from smartev.vehicles.models import telemetry_history
+
+from conftest import Harness, TestCar, eventually, fresh_database, make_settings
+from netproxy import Proxy
+from test_telemetry_e2e import setup_car
 
 SPEED = "Vehicle.Speed"
 
 
 async def history_count(platform: Platform, vehicle_id: int) -> int:
     async with platform.engine.connect() as conn:
-        q = select(func.count()).select_from(telemetry_history).where(telemetry_history.c.vehicle_id == vehicle_id)
+        q = (
+            select(func.count())
+            .select_from(telemetry_history)
+            .where(telemetry_history.c.vehicle_id == vehicle_id)
+        )
         return int((await conn.execute(q)).scalar() or 0)
 
 
@@ -37,7 +42,9 @@ async def test_database_outage_turns_health_red_and_loses_nothing(tmp_path: Path
         app = create_app(platform=platform)
         try:
             async with platform.running():
-                async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+                async with httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app), base_url="http://t"
+                ) as http:
                     h = Harness(platform, http, "embedded")
                     vin, creds, _ = await setup_car(h)
                     host, port = h.mqtt
@@ -52,7 +59,9 @@ async def test_database_outage_turns_health_red_and_loses_nothing(tmp_path: Path
                                 assert "database" in str(red["ingest"]["reason"]) or not red["database"]["ok"]
                             if seq == 200:
                                 proxy.restore()
-                            await car.send(seq, [{"ts": base + seq * 100, "signals": {SPEED: float(seq % 200)}}])
+                            await car.send(
+                                seq, [{"ts": base + seq * 100, "signals": {SPEED: float(seq % 200)}}]
+                            )
                             sent += 1
                             await asyncio.sleep(0.01)
                         await eventually(lambda: len(set(car.acks)) == 300, timeout=30)
@@ -85,8 +94,10 @@ async def test_twin_survives_a_restart(tmp_path: Path, db: str) -> None:
                 host, port = h.mqtt
                 async with TestCar(host, port, vin, creds["mqtt_password"]) as car:
                     await car.send(1, [{"ts": 1_795_000_000_000, "signals": {SPEED: 10.0}}])
-                    await car.send(2, [{"ts": 1_795_000_001_000, "signals": {SPEED: 20.0,
-                                                                            "Vehicle.TraveledDistance": 5}}])
+                    await car.send(
+                        2,
+                        [{"ts": 1_795_000_001_000, "signals": {SPEED: 20.0, "Vehicle.TraveledDistance": 5}}],
+                    )
                     # an older sample arriving late must not roll the twin back
                     await car.send(3, [{"ts": 1_794_000_000_000, "signals": {SPEED: 99.0}}])
                     await eventually(lambda: {1, 2, 3} <= set(car.acks))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from conftest import Harness, TestCar, eventually
-
 from smartev.vehicles.vin import make_vin
+
+from conftest import Harness, TestCar, eventually
 
 SOC = "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current"
 
@@ -28,10 +28,19 @@ async def test_good_and_bad_signals_in_one_message(harness: Harness) -> None:
         await car.send(
             1,
             [
-                {"ts": "2026-11-21T10:00:00.250Z", "signals": {"Vehicle.Speed": 52.5, SOC: 81.2,
-                                                                 "Vehicle.TraveledDistance": 123456}},
-                {"ts": 1795255201000, "signals": {SOC: 101, "Vehicle.Nope": 1, "Vehicle.Speed": "fast",
-                                                  "Vehicle.Cabin.Door.Row1.DriverSide.IsLocked": True}},
+                {
+                    "ts": "2026-11-21T10:00:00.250Z",
+                    "signals": {"Vehicle.Speed": 52.5, SOC: 81.2, "Vehicle.TraveledDistance": 123456},
+                },
+                {
+                    "ts": 1795255201000,
+                    "signals": {
+                        SOC: 101,
+                        "Vehicle.Nope": 1,
+                        "Vehicle.Speed": "fast",
+                        "Vehicle.Cabin.Door.Row1.DriverSide.IsLocked": True,
+                    },
+                },
             ],
         )
         await eventually(lambda: 1 in car.acks)
@@ -66,7 +75,7 @@ async def test_good_and_bad_signals_in_one_message(harness: Harness) -> None:
 
 async def test_unreadable_messages_get_an_error_and_do_not_stop_ingest(harness: Harness) -> None:
     h = harness
-    vin, creds, token = await setup_car(h)
+    vin, creds, _token = await setup_car(h)
     host, port = h.mqtt
     async with TestCar(host, port, vin, creds["mqtt_password"] if h.broker == "embedded" else None) as car:
         await car.publish(b"not json at all")
