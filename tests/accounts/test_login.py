@@ -6,9 +6,10 @@ import time
 
 import pytest
 
-from conftest import Harness
 from smartev.accounts.security import TokenSigner, hash_password, verify_password
 from smartev.errors import Unauthorized
+
+from conftest import Harness
 
 PASSWORD = "correct horse battery"
 

@@ -28,9 +28,10 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 
-from conftest import Harness, make_settings, running_platform
 from smartev.app import create_app
 from smartev.vehicles.vin import make_vin
+
+from conftest import Harness, make_settings, running_platform
 
 in_module_loop = pytest.mark.asyncio(loop_scope="module")  # the world is built once per database
 

@@ -13,8 +13,9 @@ import jwt
 import pytest
 import pytest_asyncio
 
-from conftest import Harness, running_platform
 from smartev.vehicles.vin import make_vin
+
+from conftest import Harness, running_platform
 
 OWNER = "alice@example.com"
 in_module_loop = pytest.mark.asyncio(loop_scope="module")

@@ -28,9 +28,10 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
-from conftest import TestCar, eventually, make_settings, running_platform
 from smartev.app import create_app
 from smartev.vehicles.vin import make_vin
+
+from conftest import TestCar, eventually, make_settings, running_platform
 
 SOC = "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current"
 SIGNALS = {

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import random
 
-from conftest import Harness, eventually
 from smartev.sim.car import SimulatedCar
 from smartev.sim.fleet import CarIdentity
 from smartev.vehicles.vin import make_vin
 
 from .test_car import running
+from conftest import Harness, eventually
 
 LOCKED = "Vehicle.Cabin.Door.Row1.DriverSide.IsLocked"
 SOC = "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current"
