@@ -244,6 +244,84 @@ def demo(
         console.print("demo stopped")
 
 
+@app.command()
+def simulate(
+    api_url: Annotated[str, typer.Option(help="the platform, e.g. http://127.0.0.1:8000")],
+    cars: Annotated[int, typer.Option(min=1, max=10_000, help="simulated cars")] = 20,
+    seed: Annotated[int, typer.Option(help="the same seed gives the same VINs and the same drives")] = 1,
+    speed: Annotated[float, typer.Option(min=0.1, max=3600, help="simulated seconds per real second")] = 1.0,
+    owner: Annotated[
+        str | None, typer.Option(help="owner email of new cars (default: the logged-in user)")
+    ] = None,
+    token: Annotated[str | None, typer.Option(envvar="SMARTEV_TOKEN", help="operator bearer token")] = None,
+    user: Annotated[
+        str | None, typer.Option(envvar="SMARTEV_USER", help="operator email (instead of --token)")
+    ] = None,
+    password: Annotated[str | None, typer.Option(envvar="SMARTEV_PASSWORD", hidden=True)] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Drive simulated cars against a running platform, registering them through its API."""
+    import httpx
+
+    from smartev.sim.fleet import CarIdentity, Fleet
+    from smartev.vehicles.vin import make_vin
+
+    _logging(verbose)
+
+    async def run() -> None:
+        async with httpx.AsyncClient(base_url=api_url.rstrip("/"), timeout=30) as http:
+            bearer = token
+            if bearer is None:
+                if not (user and password):
+                    raise typer.BadParameter(
+                        "give --token, or SMARTEV_USER and SMARTEV_PASSWORD of an operator"
+                    )
+                r = await http.post("/api/v1/auth/token", data={"username": user, "password": password})
+                if r.status_code != 200:
+                    raise typer.BadParameter(f"login failed: {r.json().get('detail', r.text)}")
+                bearer = r.json()["access_token"]
+            headers = {"Authorization": f"Bearer {bearer}"}
+            me = await http.get("/api/v1/users/me", headers=headers)
+            me.raise_for_status()
+            owner_email = owner or me.json()["email"]
+            rng = random.Random(seed)
+            identities: list[CarIdentity] = []
+            broker = ""
+            with console.status(f"registering {cars} cars …"):
+                for _ in range(cars):
+                    vin = make_vin(rng)
+                    r = await http.post(
+                        "/api/v1/vehicles",
+                        headers=headers,
+                        json={"vin": vin, "model": "smartev S1", "owner": owner_email},
+                    )
+                    if r.status_code == 409:  # registered earlier: issue fresh credentials for this run
+                        r = await http.post(f"/api/v1/vehicles/{vin}/mqtt-credentials", headers=headers)
+                    if r.status_code >= 400:
+                        raise typer.BadParameter(f"registering {vin} failed ({r.status_code}): {r.text}")
+                    body = r.json()
+                    broker = body["mqtt_url"]
+                    identities.append(CarIdentity(vin=vin, password=body["mqtt_password"]))
+        address = BrokerAddress.from_url(broker)
+        console.print(f"{cars} cars driving (seed {seed}, speed {speed}×) on {broker}; Ctrl+C to stop")
+        fleet = Fleet(
+            identities,
+            mqtt_host=address.host,
+            mqtt_port=address.port,
+            seed=seed,
+            speed=speed,
+            wall_clock_ts=speed != 1.0,
+        )
+        await fleet.run()
+
+    from smartev.transport.mqtt import BrokerAddress
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        console.print("simulation stopped")
+
+
 @db_app.command("upgrade")
 def db_upgrade(database_url: DatabaseUrl = None, data_dir: DataDir = None) -> None:
     """Apply all database migrations (Alembic)."""

@@ -149,3 +149,91 @@ async def test_mqtt_acl_writes_mosquitto_files(tmp_path: Path) -> None:
     acl = next(v for k, v in files.items() if "acl" in k)
     assert "1M8GDM9AXKP042788:$7$" in passwd and "smartev-platform:$7$" in passwd
     assert "%u" in acl
+
+
+def test_simulate_registers_cars_through_the_api_and_drives_them(tmp_path: Path) -> None:
+    http_port, mqtt_port = free_port(), free_port()
+    env = {
+        "SMARTEV_HTTP_PORT": str(http_port),
+        "SMARTEV_MQTT_PORT": str(mqtt_port),
+        "SMARTEV_DATA_DIR": str(tmp_path),
+    }
+    assert (
+        run(
+            "users",
+            "create",
+            "sim-ops@example.com",
+            "--password",
+            "sim-operator-pw",
+            "--role",
+            "operator",
+            env=env,
+        ).returncode
+        == 0
+    )
+    server = subprocess.Popen(
+        [*SMARTEV, "serve"], env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    sim = None
+    base = f"http://127.0.0.1:{http_port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        sim_env = {
+            **os.environ,
+            **env,
+            "SMARTEV_USER": "sim-ops@example.com",
+            "SMARTEV_PASSWORD": "sim-operator-pw",
+        }
+        sim = subprocess.Popen(
+            [*SMARTEV, "simulate", "--api-url", base, "--cars", "3", "--seed", "5"],
+            env=sim_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        token = httpx.post(
+            f"{base}/api/v1/auth/token",
+            data={"username": "sim-ops@example.com", "password": "sim-operator-pw"},
+        ).json()
+        headers = {"Authorization": f"Bearer {token['access_token']}"}
+        deadline = time.monotonic() + 40
+        cars: list[dict[str, object]] = []
+        while time.monotonic() < deadline:
+            cars = httpx.get(f"{base}/api/v1/vehicles", headers=headers).json()
+            if len(cars) == 3 and all(c["online"] for c in cars):
+                break
+            time.sleep(0.3)
+        assert len(cars) == 3 and all(c["online"] for c in cars), cars
+        state = httpx.get(f"{base}/api/v1/vehicles/{cars[0]['vin']}/state", headers=headers).json()
+        assert "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current" in state["signals"]
+        # a second run with the same seed finds its cars registered and gets fresh credentials
+        sim.terminate()
+        sim.wait(10)
+        again = subprocess.Popen(
+            [*SMARTEV, "simulate", "--api-url", base, "--cars", "3", "--seed", "5"],
+            env=sim_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        sim = again
+        deadline = time.monotonic() + 20
+        line = ""
+        while time.monotonic() < deadline and again.stdout is not None:
+            line = again.stdout.readline()
+            if "cars driving" in line or again.poll() is not None:
+                break
+        assert "3 cars driving" in line, line
+        assert len(httpx.get(f"{base}/api/v1/vehicles", headers=headers).json()) == 3
+    finally:
+        if sim is not None:
+            sim.terminate()
+            sim.wait(10)
+        server.terminate()
+        server.wait(10)
