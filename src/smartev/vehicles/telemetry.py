@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from smartev.clock import datetime_to_ms
 from smartev.vss.catalog import Catalog, SignalRejected
 
 MIN_TS_MS = 946_684_800_000  # 2000-01-01: older timestamps are clock errors, not data
@@ -50,12 +51,13 @@ def parse_ts(raw: Any) -> int:
         return int(raw)
     if type(raw) is str:
         try:
-            dt = datetime.fromisoformat(raw)
+            # RFC 3339 allows lower-case t and z; they are its only letters, so upper-casing is safe
+            dt = datetime.fromisoformat(raw.upper())
         except ValueError:
             raise ValueError(f"timestamp {raw[:40]!r} is not RFC 3339 (e.g. 2026-11-21T10:00:00.250Z)") from None
         if dt.tzinfo is None:
             raise ValueError(f"timestamp {raw[:40]!r} has no timezone; add Z or an offset")
-        return int(dt.timestamp() * 1000)
+        return datetime_to_ms(dt)
     raise ValueError("timestamp must be RFC 3339 text or epoch milliseconds (an integer)")
 
 
