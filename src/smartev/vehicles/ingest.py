@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter, deque
 from typing import Any
 
@@ -17,15 +16,16 @@ from smartev.clock import Clock
 from smartev.errors import Unavailable
 from smartev.events import EventBus, SignalsChanged, VehicleConnectivityChanged
 from smartev.settings import IngestSettings
-from smartev.vehicles.history import HistoryWriter, PendingMessage
+from smartev.vehicles.history import HistoryWriter, PendingMessage, Row
 from smartev.vehicles.ports import VehicleLink
 from smartev.vehicles.service import Registry
 from smartev.vehicles.signals import encode
 from smartev.vehicles.telemetry import MessageRejected, decode
 from smartev.vehicles.twin import Twin
-from smartev.vss.catalog import Catalog
+from smartev.vss.catalog import Catalog, Signal
 
 logger = logging.getLogger(__name__)
+_NUMBER, _TEXT, _OTHER = 0, 1, 2  # how a validated value is stored (see `_storage_of`)
 
 
 class Rate:
@@ -74,6 +74,7 @@ class Ingest:
         self._settings = settings
         self._clock = clock
         self._queue: asyncio.Queue[PendingMessage] = asyncio.Queue(settings.queue_messages)
+        self._storage: dict[str, tuple[int, int, Signal]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.counters: Counter[str] = Counter()
         self.rejected_signals: Counter[str] = Counter()
@@ -93,7 +94,8 @@ class Ingest:
         if record is None:
             self.counters["unknown_vehicle"] += 1
             return
-        self._twin.seen(record.id, now_ms)
+        if self._twin.seen(record.id, now_ms):
+            self._bus.publish(VehicleConnectivityChanged(vin, True, now_ms))
         s = self._settings
         try:
             msg = decode(
@@ -111,25 +113,50 @@ class Ingest:
             return
         for err in msg.errors:
             self.rejected_signals[_reason_kind(err["reason"])] += 1
-        ids = self._registry.signal_ids
-        rows = []
+        vehicle_id = record.id
+        storage = self._storage
+        rows: list[Row] = []
         changes: dict[str, tuple[Any, int]] = {}
         for path, ts, value in msg.rows:
-            signal = self._catalog.signals[path]
-            num, text = encode(signal, value)
-            rows.append((record.id, ids[path], ts, num, text))
+            how = storage.get(path) or self._storage_of(path)
+            if how[1] == _NUMBER:
+                rows.append((vehicle_id, how[0], ts, float(value), None))
+            elif how[1] == _TEXT:
+                rows.append((vehicle_id, how[0], ts, None, value))
+            else:
+                rows.append((vehicle_id, how[0], ts, *encode(how[2], value)))
             old = changes.get(path)
             if old is None or ts >= old[1]:
                 changes[path] = (value, ts)
         pending = PendingMessage(
-            vin=vin, vehicle_id=record.id, seq=msg.seq, rows=rows, min_ts=msg.min_ts,
-            changes=changes, errors=msg.errors, received_ms=now_ms,
+            vin=vin,
+            vehicle_id=record.id,
+            seq=msg.seq,
+            rows=rows,
+            min_ts=msg.min_ts,
+            changes=changes,
+            errors=msg.errors,
+            received_ms=now_ms,
         )
         try:
             self._queue.put_nowait(pending)
         except asyncio.QueueFull:
             # shed telemetry first: the car keeps unacknowledged messages and sends them again
             self.counters["shed_overload"] += 1
+
+    def _storage_of(self, path: str) -> tuple[int, int, Signal]:
+        """How a validated value of `path` is stored: (signal id, _NUMBER | _TEXT | _OTHER, signal)."""
+        signal = self._catalog.signals[path]
+        if signal.is_array:
+            kind = _OTHER
+        elif signal.datatype == "string":
+            kind = _TEXT
+        elif signal.is_numeric:
+            kind = _NUMBER  # the catalog coerced it to int, float or bool: float() is `encode`'s answer
+        else:
+            kind = _OTHER
+        how = self._storage[path] = (self._registry.signal_ids[path], kind, signal)
+        return how
 
     # -- the writer ----------------------------------------------------------------------------------------
 
@@ -158,23 +185,17 @@ class Ingest:
             await self._after_commit(batch, duplicates, new)
 
     async def _next_batch(self) -> tuple[list[PendingMessage], list[PendingMessage]]:
-        first = await self._queue.get()
-        batch = [first]
+        # Group commit: what queued up during the previous commit goes at once. Only a writer that was idle
+        # waits (up to batch_wait_ms) for company, so a steady stream is not delayed twice.
+        queue = self._queue
+        idle = queue.empty()
+        batch = [await queue.get()]
         limit = self._settings.batch_messages
-        deadline = time.monotonic() + self._settings.batch_wait_ms / 1000
-        while len(batch) < limit:
-            try:
-                batch.append(self._queue.get_nowait())
-                continue
-            except asyncio.QueueEmpty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-            except TimeoutError:
-                break
+        if idle and self._settings.batch_wait_ms and queue.qsize() < limit - 1:
+            # one sleep, not a wait_for (a task and a timer) per message
+            await asyncio.sleep(self._settings.batch_wait_ms / 1000)
+        for _ in range(min(queue.qsize(), limit - 1)):
+            batch.append(queue.get_nowait())
         # a car may resend before its ack arrives: keep one copy of each (vehicle, seq) per batch
         unique: dict[tuple[int, int], PendingMessage] = {}
         duplicates = []
@@ -192,11 +213,6 @@ class Ingest:
         now_ms = self._clock.now_ms()
         self.last_commit_ms = now_ms
         stored_signals = 0
-        acks = []
-        for m in batch + duplicates:
-            acks.append(self._link.send_ack(m.vin, m.seq))
-            if m.errors:
-                acks.append(self._link.send_errors(m.vin, m.seq, m.errors))
         for m in batch:
             if (m.vehicle_id, m.seq) not in new:
                 self.counters["duplicate"] += 1
@@ -210,8 +226,15 @@ class Ingest:
         now_s = now_ms / 1000
         self.messages_rate.add(len(new), now_s)
         self.signals_rate.add(stored_signals, now_s)
-        results = await asyncio.gather(*acks, return_exceptions=True)
-        failed = sum(1 for r in results if isinstance(r, BaseException))
+        # the link queues these without waiting for the broker, so one loop is cheaper than a task per ack
+        failed = 0
+        for m in batch + duplicates:
+            try:
+                await self._link.send_ack(m.vin, m.seq)
+                if m.errors:
+                    await self._link.send_errors(m.vin, m.seq, m.errors)
+            except Exception:
+                failed += 1
         if failed:
             # the car will resend and be acknowledged again: nothing is lost, only delayed
             self.counters["ack_send_failed"] += failed
@@ -233,7 +256,7 @@ class Ingest:
         if self._twin.seen(record.id, now, online=online):
             self._bus.publish(VehicleConnectivityChanged(vin, online, now))
 
-    # -- health ------------------------------------------------------------------------------------------------
+    # -- health --------------------------------------------------------------------------------------------
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -250,10 +273,12 @@ class Ingest:
         now = self._clock.now_ms()
         reason = None
         stall_ms = self._settings.stall_after_s * 1000
+        since_commit_s = (now - (self.last_commit_ms or self.started_ms)) / 1000
         if self.failing_since_ms is not None and now - self.failing_since_ms >= min(stall_ms, 10_000):
-            reason = f"cannot write to the database for {(now - self.failing_since_ms) / 1000:.0f} s: {self.last_error}"
-        elif self.queue_depth and now - (self.last_commit_ms or self.started_ms) > stall_ms:
-            reason = f"no commit for {(now - (self.last_commit_ms or self.started_ms)) / 1000:.0f} s with messages waiting"
+            failing_s = (now - self.failing_since_ms) / 1000
+            reason = f"cannot write to the database for {failing_s:.0f} s: {self.last_error}"
+        elif self.queue_depth and since_commit_s * 1000 > stall_ms:
+            reason = f"no commit for {since_commit_s:.0f} s with messages waiting"
         elif self.queue_depth >= self._queue.maxsize:
             reason = "the ingest queue is full: telemetry is being shed"
         return {
