@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import secrets
@@ -130,6 +131,9 @@ class Platform:
             tg.create_task(self.commands.run_expiry(), name="command-expiry"),
             tg.create_task(self._housekeeping(), name="housekeeping"),
         ]
+        # start-up objects (catalog, registry, libraries) live for good: keep full collections from
+        # walking them again and again (each one stalled the loop ~100 ms under load)
+        gc.freeze()
         try:
             await asyncio.wait_for(self.link.connected.wait(), 15)
         except TimeoutError:

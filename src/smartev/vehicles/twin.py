@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smartev.vehicles.models import PlatformState, TelemetryMark, TwinValue, Vehicle, telemetry_history
@@ -95,35 +95,80 @@ class Twin:
                 }
             )
         try:
-            async with engine.begin() as conn:
-                dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-                if rows:
-                    stmt = dialect.insert(TwinValue)
-                    stmt = stmt.on_conflict_do_update(
-                        index_elements=["vehicle_id", "signal_id"],
-                        set_={
-                            "ts": stmt.excluded.ts,
-                            "value_num": stmt.excluded.value_num,
-                            "value_text": stmt.excluded.value_text,
-                        },
-                        where=TwinValue.ts <= stmt.excluded.ts,
-                    )
-                    for start in range(0, len(rows), 5000):
-                        await conn.execute(stmt, rows[start : start + 5000])
-                for vid in conn_dirty:
-                    car = self.cars[vid]
-                    await conn.execute(
-                        update(Vehicle)
-                        .where(Vehicle.id == vid)
-                        .values(online=car.online, last_seen_ms=car.last_seen_ms)
-                    )
-                await conn.execute(delete(PlatformState).where(PlatformState.key == WATERMARK_KEY))
-                await conn.execute(insert(PlatformState).values(key=WATERMARK_KEY, value=str(now_ms)))
+            if engine.dialect.name == "postgresql":
+                await self._flush_postgres(engine, rows, conn_dirty, now_ms)
+            else:
+                await self._flush_sqlalchemy(engine, rows, conn_dirty, now_ms)
         except BaseException:
             self._dirty |= dirty  # try again next time
             self._dirty_connectivity |= conn_dirty
             raise
         return len(rows)
+
+    async def _flush_postgres(
+        self, engine: AsyncEngine, rows: list[dict[str, Any]], conn_dirty: set[int], now_ms: int
+    ) -> None:
+        """One array upsert per table through asyncpg: the ORM path took ~2 s per 50,000 rows on the loop."""
+        cars = [(vid, self.cars[vid]) for vid in conn_dirty]
+        async with engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            apg: Any = raw.driver_connection
+            async with apg.transaction():
+                if rows:
+                    await apg.execute(
+                        "INSERT INTO twin_values (vehicle_id, signal_id, ts, value_num, value_text) "
+                        "SELECT * FROM unnest($1::int[], $2::int[], $3::bigint[], $4::float8[], $5::text[]) "
+                        "ON CONFLICT (vehicle_id, signal_id) DO UPDATE SET ts = excluded.ts, "
+                        "value_num = excluded.value_num, value_text = excluded.value_text "
+                        "WHERE twin_values.ts <= excluded.ts",
+                        [r["vehicle_id"] for r in rows],
+                        [r["signal_id"] for r in rows],
+                        [r["ts"] for r in rows],
+                        [r["value_num"] for r in rows],
+                        [r["value_text"] for r in rows],
+                    )
+                if cars:
+                    await apg.execute(
+                        "UPDATE vehicles SET online = u.online, last_seen_ms = u.last_seen_ms "
+                        "FROM unnest($1::int[], $2::bool[], $3::bigint[]) AS u(id, online, last_seen_ms) "
+                        "WHERE vehicles.id = u.id",
+                        [vid for vid, _ in cars],
+                        [car.online for _, car in cars],
+                        [car.last_seen_ms for _, car in cars],
+                    )
+                await apg.execute(
+                    "INSERT INTO platform_state (key, value) VALUES ($1, $2) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    WATERMARK_KEY,
+                    str(now_ms),
+                )
+
+    async def _flush_sqlalchemy(
+        self, engine: AsyncEngine, rows: list[dict[str, Any]], conn_dirty: set[int], now_ms: int
+    ) -> None:
+        async with engine.begin() as conn:
+            if rows:
+                stmt = sqlite.insert(TwinValue)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["vehicle_id", "signal_id"],
+                    set_={
+                        "ts": stmt.excluded.ts,
+                        "value_num": stmt.excluded.value_num,
+                        "value_text": stmt.excluded.value_text,
+                    },
+                    where=TwinValue.ts <= stmt.excluded.ts,
+                )
+                for start in range(0, len(rows), 5000):
+                    await conn.execute(stmt, rows[start : start + 5000])
+            for vid in conn_dirty:
+                car = self.cars[vid]
+                await conn.execute(
+                    update(Vehicle)
+                    .where(Vehicle.id == vid)
+                    .values(online=car.online, last_seen_ms=car.last_seen_ms)
+                )
+            await conn.execute(delete(PlatformState).where(PlatformState.key == WATERMARK_KEY))
+            await conn.execute(insert(PlatformState).values(key=WATERMARK_KEY, value=str(now_ms)))
 
     async def restore(self, engine: AsyncEngine) -> None:
         """Load the last flushed twin and replay the history committed after it."""
