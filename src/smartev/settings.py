@@ -21,7 +21,11 @@ class IngestSettings(BaseModel):
     queue_messages: int = Field(20_000, ge=10, description="messages held before telemetry is shed")
     batch_messages: int = Field(2000, ge=1)
     batch_wait_ms: int = Field(20, ge=0)
-    twin_flush_s: float = Field(2.0, gt=0)
+    twin_flush_s: float = Field(
+        10.0,
+        gt=0,
+        description="write-behind interval of the twin; its cost is per changed signal, not per update",
+    )
     stall_after_s: float = Field(30.0, gt=0, description="health turns red after this long without a commit")
     max_future_skew_s: float = Field(300.0, ge=0, description="samples further in the future are rejected")
 

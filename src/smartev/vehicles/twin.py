@@ -114,18 +114,19 @@ class Twin:
             raw = await conn.get_raw_connection()
             apg: Any = raw.driver_connection
             async with apg.transaction():
-                if rows:
+                for start in range(0, len(rows), 10_000):  # chunks: the loop gets a turn between them
+                    chunk = rows[start : start + 10_000]
                     await apg.execute(
                         "INSERT INTO twin_values (vehicle_id, signal_id, ts, value_num, value_text) "
                         "SELECT * FROM unnest($1::int[], $2::int[], $3::bigint[], $4::float8[], $5::text[]) "
                         "ON CONFLICT (vehicle_id, signal_id) DO UPDATE SET ts = excluded.ts, "
                         "value_num = excluded.value_num, value_text = excluded.value_text "
                         "WHERE twin_values.ts <= excluded.ts",
-                        [r["vehicle_id"] for r in rows],
-                        [r["signal_id"] for r in rows],
-                        [r["ts"] for r in rows],
-                        [r["value_num"] for r in rows],
-                        [r["value_text"] for r in rows],
+                        [r["vehicle_id"] for r in chunk],
+                        [r["signal_id"] for r in chunk],
+                        [r["ts"] for r in chunk],
+                        [r["value_num"] for r in chunk],
+                        [r["value_text"] for r in chunk],
                     )
                 if cars:
                     await apg.execute(
