@@ -8,7 +8,8 @@ SmartEVError
 ├── InvalidInput             the request is well-formed but its content is wrong (422)
 │   └── InvalidVIN
 ├── RateLimited              too many of these, slow down (429)
-└── Unavailable              a dependency (database, broker) is down (503)
+├── Unavailable              a dependency (database, broker) is down (503)
+└── Unstorable               the database refuses this data itself (not an outage)
 """
 
 from __future__ import annotations
@@ -72,3 +73,9 @@ class Unavailable(SmartEVError):
     """A dependency the request needs (database, broker) is down."""
 
     status_code = 503
+
+
+class Unstorable(SmartEVError):
+    """The database refused the data itself (a data error, not an outage): retrying will not help."""
+
+    status_code = 422

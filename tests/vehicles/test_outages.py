@@ -11,6 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from smartev.app import Platform, create_app
+from smartev.errors import Unstorable
+from smartev.vehicles.history import HistoryWriter, PendingMessage
 from smartev.vehicles.models import telemetry_history
 
 from conftest import Harness, TestCar, eventually, fresh_database, make_settings
@@ -154,3 +156,54 @@ async def test_flushed_twin_is_what_a_restart_loads(tmp_path: Path, db: str) -> 
         async with restarted.running():
             assert restarted.twin.get(rec.id).signals == before
             assert restarted.twin.get(rec.id).last_seen_ms is not None
+
+
+class RefusingWriter:
+    """The real history writer, except that the database 'refuses' any batch holding one poisoned seq.
+
+    No real input is known to trigger a data error any more (NUL in text is rejected per signal), so the refusal
+    is simulated at this boundary; everything else is the real SQLite/PostgreSQL write.
+    """
+
+    def __init__(self, inner: HistoryWriter, poisoned_seq: int) -> None:
+        self.inner, self.poisoned_seq, self.refusals = inner, poisoned_seq, 0
+
+    async def write(self, batch: list[PendingMessage], now_ms: int) -> set[tuple[int, int]]:
+        if any(m.seq == self.poisoned_seq for m in batch):
+            self.refusals += 1
+            raise Unstorable("DataError: simulated refusal")
+        return await self.inner.write(batch, now_ms)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+async def test_a_message_the_database_refuses_is_isolated_and_the_rest_stored(
+    tmp_path: Path, db: str
+) -> None:
+    async with fresh_database(db, tmp_path) as url:
+        settings = make_settings(tmp_path, url, "embedded")
+        settings.ingest.batch_wait_ms = 300  # let the messages share one batch
+        platform = Platform(settings)
+        writer = platform.writer = RefusingWriter(platform.writer, poisoned_seq=13)
+        app = create_app(platform=platform)
+        async with platform.running():
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+                h = Harness(platform, http, "embedded")
+                vin, creds, _ = await setup_car(h)
+                host, port = h.mqtt
+                async with TestCar(host, port, vin, creds["mqtt_password"]) as car:
+                    for seq in range(10, 20):
+                        await car.send(seq, [{"ts": 1_795_000_000_000 + seq, "signals": {SPEED: float(seq)}}])
+                    await eventually(lambda: set(range(10, 20)) - {13} <= set(car.acks))
+                    error = await eventually(lambda: [e for e in car.errors if e["seq"] == 13])
+                    assert "refused" in error[0]["errors"][0]["reason"]
+                    assert 13 not in car.acks
+                rec = platform.registry.by_vin(vin)
+                assert rec is not None
+                assert await history_count(platform, rec.id) == 9
+                assert writer.refusals >= 1
+                health = (await http.get("/api/v1/health")).json()
+                assert health["status"] == "ok"
+                assert health["ingest"]["counters"]["rejected_unstorable"] == 1

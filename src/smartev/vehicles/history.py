@@ -20,7 +20,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from smartev.errors import Unavailable
+from smartev.errors import Unavailable, Unstorable
 from smartev.vehicles.models import telemetry_history
 
 logger = logging.getLogger(__name__)
@@ -101,6 +101,9 @@ class PostgresWriter:
                         "telemetry_history", records=rows, columns=HISTORY_COLUMNS
                     )
             return new
+        except asyncpg.DataError as exc:
+            # the data itself (not the connection) is the problem: retrying the same batch would never end
+            raise Unstorable(f"{type(exc).__name__}: {exc}") from exc
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             await self.close()
             raise Unavailable(f"database write failed: {type(exc).__name__}: {exc}") from exc
@@ -152,6 +155,8 @@ class SqliteWriter:
     async def write(self, batch: list[PendingMessage], now_ms: int) -> set[tuple[int, int]]:
         try:
             return await self._run(self._write, batch, now_ms)
+        except (sqlite3.DataError, sqlite3.IntegrityError) as exc:
+            raise Unstorable(f"{type(exc).__name__}: {exc}") from exc
         except (OSError, sqlite3.Error) as exc:
             await self.close()
             raise Unavailable(f"database write failed: {type(exc).__name__}: {exc}") from exc

@@ -13,7 +13,7 @@ from collections import Counter, deque
 from typing import Any
 
 from smartev.clock import Clock
-from smartev.errors import Unavailable
+from smartev.errors import Unavailable, Unstorable
 from smartev.events import EventBus, SignalsChanged, VehicleConnectivityChanged
 from smartev.settings import IngestSettings
 from smartev.vehicles.history import HistoryWriter, PendingMessage, Row
@@ -167,7 +167,7 @@ class Ingest:
             batch, duplicates = await self._next_batch()
             while True:
                 try:
-                    new = await self._writer.write(batch, self._clock.now_ms())
+                    batch, new = await self._store(batch)
                     break
                 except Unavailable as exc:
                     now = self._clock.now_ms()
@@ -182,7 +182,29 @@ class Ingest:
                 self.failing_since_ms = None
                 self.last_error = None
             backoff = 0.2
+            kept = {(m.vehicle_id, m.seq) for m in batch}
+            duplicates = [m for m in duplicates if (m.vehicle_id, m.seq) in kept]
             await self._after_commit(batch, duplicates, new)
+
+    async def _store(self, batch: list[PendingMessage]) -> tuple[list[PendingMessage], set[tuple[int, int]]]:
+        """Commit `batch`; if the database refuses some data, split until the refused message stands alone.
+
+        Returns the messages that were kept (committed or already stored) and the keys that were new.
+        """
+        try:
+            return batch, await self._writer.write(batch, self._clock.now_ms())
+        except Unstorable as exc:
+            if len(batch) == 1:
+                m = batch[0]
+                self.counters["rejected_unstorable"] += 1
+                logger.warning("the database refused one telemetry message (%s); it is rejected", exc.message)
+                reason = f"the database refused this message: {exc.message[:300]}"
+                self._spawn(self._link.send_errors(m.vin, m.seq, [{"path": "", "reason": reason}]))
+                return [], set()
+            mid = len(batch) // 2
+            kept_a, new_a = await self._store(batch[:mid])
+            kept_b, new_b = await self._store(batch[mid:])
+            return kept_a + kept_b, new_a | new_b
 
     async def _next_batch(self) -> tuple[list[PendingMessage], list[PendingMessage]]:
         # Group commit: what queued up during the previous commit goes at once. Only a writer that was idle
