@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 from smartev.vehicles.vin import make_vin
 
-from conftest import Harness, TestCar, eventually
+from conftest import Harness, TestCar, eventually, running_platform
 
 SOC = "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current"
 
@@ -94,3 +95,20 @@ async def test_unreadable_messages_get_an_error_and_do_not_stop_ingest(harness: 
         health = (await h.http.get("/api/v1/health")).json()
         assert health["ingest"]["counters"]["rejected_not_json"] == 1
         assert health["ingest"]["counters"]["rejected_too_large"] == 1
+
+
+async def test_unknown_vin_is_counted_and_a_later_registration_is_not_blocked(tmp_path: Path) -> None:
+    """On an open broker, strangers' messages are counted and dropped; registering the VIN lets its data in."""
+    async with running_platform(tmp_path, "sqlite", "mosquitto") as h:
+        vin = make_vin(random.Random())
+        host, port = h.mqtt
+        async with TestCar(host, port, vin, None) as stranger:
+            await stranger.send(1, [{"ts": "2026-11-21T10:00:00Z", "signals": {"Vehicle.Speed": 1.0}}])
+            await stranger.send(2, [{"ts": "2026-11-21T10:00:01Z", "signals": {"Vehicle.Speed": 2.0}}])
+            await eventually(lambda: h.platform.ingest.counters["unknown_vehicle"] >= 2)
+            assert stranger.acks == []
+            operator = await h.user("ops-unknown@example.com", "operator")
+            await h.user("owner-unknown@example.com")
+            await h.register(operator, vin, "owner-unknown@example.com")
+            await stranger.send(3, [{"ts": "2026-11-21T10:00:02Z", "signals": {"Vehicle.Speed": 3.0}}])
+            await eventually(lambda: 3 in stranger.acks)

@@ -25,6 +25,8 @@ from smartev.vehicles.vin import validate_vin
 from smartev.vss.catalog import Catalog
 
 logger = logging.getLogger(__name__)
+UNKNOWN_TTL_S = 30.0
+UNKNOWN_CACHE_SIZE = 100_000
 
 
 @dataclass(slots=True)
@@ -53,6 +55,7 @@ class Registry:
         self._accounts = accounts
         self._by_vin: dict[str, VehicleRecord] = {}
         self._by_id: dict[int, VehicleRecord] = {}
+        self._unknown: dict[str, float] = {}  # VIN -> monotonic time until which a miss is remembered
         self.signal_ids: dict[str, int] = {}
         self.signal_paths: dict[int, str] = {}
 
@@ -76,6 +79,7 @@ class Registry:
         self.signal_paths = {i: p for p, i in known.items()}
 
     def _remember(self, v: Vehicle) -> VehicleRecord:
+        self._unknown.pop(v.vin, None)
         rec = VehicleRecord(v.id, v.vin, v.model, v.owner_id, v.mqtt_secret_hash, v.created_ms)
         self._by_vin[v.vin] = rec
         self._by_id[v.id] = rec
@@ -137,9 +141,17 @@ class Registry:
         rec = self._by_vin.get(vin)
         if rec is not None:
             return rec
+        now = time.monotonic()
+        if self._unknown.get(vin, 0.0) > now:
+            return None  # a flood of unknown VINs must not become a flood of queries
         async with self._sessions() as s:
             v = (await s.execute(select(Vehicle).where(Vehicle.vin == vin))).scalar_one_or_none()
-        return self._remember(v) if v is not None else None
+        if v is None:
+            if len(self._unknown) >= UNKNOWN_CACHE_SIZE:
+                self._unknown.clear()
+            self._unknown[vin] = now + UNKNOWN_TTL_S
+            return None
+        return self._remember(v)
 
     def by_id(self, vehicle_id: int) -> VehicleRecord | None:
         """The registered car with this id, or None."""
