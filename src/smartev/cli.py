@@ -222,11 +222,12 @@ def demo(
                 f"Owner login     {DEMO_OWNER[0]} / {DEMO_OWNER[1]}\n"
                 f"Second owner    {DEMO_OWNER_2[0]} / {DEMO_OWNER_2[1]}\n"
                 f"Operator login  {DEMO_OPERATOR[0]} / {DEMO_OPERATOR[1]}\n\n"
-                f"Try: curl -s -d 'username={DEMO_OWNER[0]}&password={DEMO_OWNER[1]}' "
-                f"{base}/api/v1/auth/token\n"
                 "Press Ctrl+C to stop.",
                 title="smartev",
             )
+        )
+        console.print(
+            f"Try: curl -s -d 'username={DEMO_OWNER[0]}&password={DEMO_OWNER[1]}' {base}/api/v1/auth/token"
         )
         fleet = Fleet(
             identities,
