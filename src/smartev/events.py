@@ -1,12 +1,11 @@
 """A small typed in-process publish/subscribe bus connecting bounded contexts.
 
-Subscribers are synchronous callables or async queues; a slow subscriber never blocks ingest because
-queue subscribers are bounded and drop their oldest event when full (live views want the newest).
+Subscribers are synchronous callables that must not block: a live view puts events on its own bounded queue
+and drops the oldest when full (live views want the newest), so a slow client never slows ingest.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -63,20 +62,6 @@ class EventBus:
                 pass
 
         return unsubscribe
-
-    def queue(self, event_type: type[E], maxsize: int = 1000) -> tuple[asyncio.Queue[E], Callable[[], None]]:
-        """A bounded queue receiving events of this type (oldest dropped when full)."""
-        q: asyncio.Queue[E] = asyncio.Queue(maxsize)
-
-        def put(event: E) -> None:
-            if q.full():
-                try:
-                    q.get_nowait()
-                except asyncio.QueueEmpty:
-                    pass
-            q.put_nowait(event)
-
-        return q, self.subscribe(event_type, put)
 
     def publish(self, event: object) -> None:
         """Deliver `event` to its type's subscribers; a failing subscriber is logged, not propagated."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from dataclasses import dataclass
 
@@ -16,7 +14,6 @@ from smartev.errors import Unauthorized
 _hasher = PasswordHasher()
 # Verifying against this when the user is unknown keeps response times alike for known and unknown emails.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
-API_TOKEN_PREFIX = "sev_"
 
 
 def hash_password(password: str) -> str:
@@ -60,7 +57,3 @@ class TokenSigner:
             return TokenClaims(user_id=int(data["sub"]), role=str(data["role"]), epoch=int(data.get("ep", 0)))
         except (jwt.PyJWTError, KeyError, ValueError, TypeError):
             raise Unauthorized("the access token is invalid or expired; log in again") from None
-
-    def fingerprint(self, value: str) -> str:
-        """A keyed hash for storing API tokens (high-entropy, so no slow KDF is needed)."""
-        return hmac.new(self._secret.encode(), value.encode(), hashlib.sha256).hexdigest()

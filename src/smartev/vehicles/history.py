@@ -57,7 +57,6 @@ class PendingMessage:
     min_ts: int
     changes: dict[str, tuple[Any, int]] = field(default_factory=dict)  # path -> newest (value, ts) in message
     errors: list[dict[str, str]] = field(default_factory=list)
-    received_ms: int = 0
 
 
 class HistoryWriter(Protocol):

@@ -136,7 +136,6 @@ class Ingest:
             min_ts=msg.min_ts,
             changes=changes,
             errors=msg.errors,
-            received_ms=now_ms,
         )
         try:
             self._queue.put_nowait(pending)

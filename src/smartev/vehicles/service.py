@@ -178,7 +178,3 @@ class Registry:
     def all(self) -> list[VehicleRecord]:
         """Every registered car."""
         return list(self._by_vin.values())
-
-    def credentials(self) -> list[tuple[str, str]]:
-        """(VIN, credential hash) of every car, for writing an external broker's password file."""
-        return [(r.vin, r.secret_hash) for r in self._by_vin.values()]
