@@ -6,8 +6,6 @@ allowed "marker" message on the same path: if the refused message had got throug
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import socket
 from collections.abc import AsyncIterator
 
@@ -17,6 +15,8 @@ import pytest
 from smartev.errors import Unavailable
 from smartev.transport.broker import EmbeddedBroker, may_publish, may_subscribe
 from smartev.transport.credentials import hash_device_secret
+
+from mqtt_clients import drop_connection, next_message
 
 VIN_A = "1M8GDM9AXKP042788"
 VIN_B = "WP0ZZZ99ZTS392124"
@@ -80,22 +80,6 @@ def car_a(
 
 def service(broker: EmbeddedBroker, identifier: str = "platform") -> aiomqtt.Client:
     return connect(broker, SERVICE, SERVICE_PASSWORD, identifier)
-
-
-async def next_message(client: aiomqtt.Client, within_s: float = 3.0) -> aiomqtt.Message:
-    async with asyncio.timeout(within_s):
-        return await anext(client.messages)
-
-
-async def drop_connection(client: aiomqtt.Client) -> None:
-    """Cut a connected client's TCP connection without a DISCONNECT, so that the broker sends its will."""
-    connection = client._client.socket()
-    assert isinstance(connection, socket.socket)
-    connection.shutdown(socket.SHUT_RDWR)
-    with contextlib.suppress(aiomqtt.MqttError):
-        await next_message(client)  # ends when the client notices
-    with contextlib.suppress(aiomqtt.MqttError):
-        await client.__aexit__(None, None, None)
 
 
 def failed(codes: object) -> list[bool]:

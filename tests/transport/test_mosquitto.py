@@ -7,8 +7,6 @@ an allowed "marker" message on the same path: if the refused message had got thr
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import shutil
 import socket
@@ -23,6 +21,8 @@ import pytest
 
 from smartev.transport.credentials import hash_device_secret
 from smartev.transport.mosquitto import MosquittoFiles, write_mosquitto_files
+
+from mqtt_clients import drop_connection, next_message
 
 VIN_A = "1M8GDM9AXKP042788"
 VIN_B = "WP0ZZZ99ZTS392124"
@@ -116,22 +116,6 @@ def car_a(port: int, will: aiomqtt.Will | None = None) -> aiomqtt.Client:
 
 def service(port: int) -> aiomqtt.Client:
     return connect(port, SERVICE, SERVICE_PASSWORD, "platform")
-
-
-async def next_message(client: aiomqtt.Client, within_s: float = 3.0) -> aiomqtt.Message:
-    async with asyncio.timeout(within_s):
-        return await anext(client.messages)
-
-
-async def drop_connection(client: aiomqtt.Client) -> None:
-    """Cut a connected client's TCP connection without a DISCONNECT, so that the broker sends its will."""
-    connection = client._client.socket()
-    assert isinstance(connection, socket.socket)
-    connection.shutdown(socket.SHUT_RDWR)
-    with contextlib.suppress(aiomqtt.MqttError):
-        await next_message(client)  # ends when the client notices
-    with contextlib.suppress(aiomqtt.MqttError):
-        await client.__aexit__(None, None, None)
 
 
 def test_files_hold_users_rules_and_settings(tmp_path: Path) -> None:
