@@ -131,17 +131,22 @@ class Harness:
 
 
 @asynccontextmanager
+async def serve(platform: Platform, broker: str = "embedded") -> AsyncIterator[Harness]:
+    """Run `platform` and talk to its API in-process."""
+    app = create_app(platform=platform)
+    async with platform.running():
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://smartev.test"
+        ) as http:
+            yield Harness(platform, http, broker)
+
+
+@asynccontextmanager
 async def running_platform(tmp_path: Path, db: str, broker: str, **extra: Any) -> AsyncIterator[Harness]:
     """Start a platform on a fresh database with the chosen broker."""
     async with fresh_database(db, tmp_path) as url:
-        settings = make_settings(tmp_path, url, broker, **extra)
-        platform = Platform(settings)
-        app = create_app(platform=platform)
-        async with platform.running():
-            async with httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://smartev.test"
-            ) as http:
-                yield Harness(platform, http, broker)
+        async with serve(Platform(make_settings(tmp_path, url, broker, **extra)), broker) as h:
+            yield h
 
 
 COMBOS = [
