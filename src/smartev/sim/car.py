@@ -1,8 +1,14 @@
 """A simulated car on the wire: drives its `CarModel` in (scaled) real time and speaks the MQTT contract.
 
-One MQTT client per car, named after its VIN. Telemetry goes through an outbox and is re-sent with its
-original seq until the platform acks it, so a platform or broker restart loses nothing; commands are
-executed at most once per id, and a replayed id is answered with the first result.
+One MQTT client per car, named after its VIN and logged in as the car. Telemetry goes through an outbox and is
+re-sent with its original seq until the platform acks it, so a platform or broker restart loses nothing; commands
+are executed at most once per id, and a replayed id is answered with the first result.
+
+The MQTT client is `CarLink`, a small MQTT 3.1.1 client on an asyncio protocol, rather than aiomqtt: a fleet of
+10,000 cars in one process needs a car's second (a report, a publish, an ack and two PUBACKs) to cost tens of
+microseconds, and aiomqtt spends hundreds on a task per received message, a `wait_for` per publish and a
+thread-safe wake-up per write. The car publishes without waiting for PUBACKs (the outbox waits for the
+platform's ack, which says more) and is driven by loop timers, not a task that sleeps.
 """
 
 from __future__ import annotations
@@ -11,18 +17,26 @@ import asyncio
 import contextlib
 import logging
 import math
-import random
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import aiomqtt
 import orjson
 
+from smartev.agent.protocol import (
+    Backoff,
+    Topics,
+    expiry_refusal,
+    granted_all,
+    raise_if_cancelled,
+    rfc3339_ms,
+)
 from smartev.clock import Clock, SystemClock
+from smartev.sim.faults import random_faults
 from smartev.sim.model import CarModel, CommandOutcome, CommandStatus, SignalValue, car_spec
-from smartev.sim.telemetry import Outbox, Sample, SignalDelta, rfc3339_ms
+from smartev.sim.mqtt import CarLink, LinkDown, utf8
+from smartev.sim.telemetry import Outbox, Sample, SignalDelta
 
 if TYPE_CHECKING:
     from smartev.sim.fleet import CarIdentity
@@ -30,8 +44,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _REMEMBERED_COMMANDS = 1024
-_BACKOFF_FIRST_S = 0.5
-_BACKOFF_MAX_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +133,7 @@ class SimulatedCar:
         ledger_size: int = 1000,
         outbox_capacity: int = 10_000,
         keepalive_s: int = 30,
+        fault_rate: float = 0.0,
     ) -> None:
         """Create the car; nothing connects until `run`.
 
@@ -140,6 +153,8 @@ class SimulatedCar:
             model: a ready car model (tests); built from `seed` and the identity otherwise.
             ledger_size: how many messages and commands the ledger keeps (0 keeps none).
             outbox_capacity: unacknowledged messages kept while the platform is unreachable.
+            fault_rate: the chance that the car develops a fault (a trouble code, a slow tyre leak or a weak
+                12 V battery) at a random moment of its first week; decided by the seed.
         """
         if speed <= 0 or not math.isfinite(speed):
             raise ValueError("speed must be a positive number")
@@ -153,16 +168,22 @@ class SimulatedCar:
         self._port = mqtt_port
         self._keepalive_s = keepalive_s
         self._clock: Clock = clock or SystemClock()
+        car_seed = f"{seed}:{identity.vin}"
+        start = start or self._clock.now()
         self.model = model or CarModel(
-            f"{seed}:{identity.vin}", start or self._clock.now(), car_spec(identity.model)
+            car_seed, start, car_spec(identity.model), faults=random_faults(car_seed, fault_rate, start)
         )
         self.ledger = Ledger(limit=ledger_size)
         self._delta = SignalDelta(full_state_every_s)
         self._outbox = Outbox(resend_after_s=resend_after_s, capacity=outbox_capacity)
-        self._results: deque[bytes] = deque()
+        self._results: deque[bytes] = deque()  # command results not yet published
+        self._unconfirmed: dict[
+            int, bytes
+        ] = {}  # packet id → a published result the broker has not confirmed
         self._answered: OrderedDict[str, CommandOutcome] = OrderedDict()
-        self._wake = asyncio.Event()
-        self._backoff_rng = random.Random(f"backoff:{identity.vin}")
+        self._link: CarLink | None = None
+        self._resend: asyncio.TimerHandle | None = None
+        self._backoff = Backoff()
         self._first_seq = first_seq if first_seq is not None else self._clock.now_ms()
         self._seq = self._first_seq - 1
         self._wall_clock_ts = wall_clock_ts
@@ -170,13 +191,15 @@ class SimulatedCar:
         self._connected = False
         self._connected_once = False
         self._counts = {"resent": 0, "acked": 0, "errors": 0, "commands": 0}
-        base = f"vehicles/{identity.vin}"
-        self._telemetry_topic = f"{base}/telemetry"
-        self._ack_topic = f"{base}/telemetry/ack"
-        self._errors_topic = f"{base}/errors"
-        self._commands_topic = f"{base}/commands"
-        self._results_topic = f"{base}/command-results"
-        self._status_topic = f"{base}/status"
+        topics = self._topics = Topics.for_vin(identity.vin)
+        self._telemetry_topic = topics.telemetry
+        self._ack_topic = topics.ack
+        self._errors_topic = topics.errors
+        self._commands_topic = topics.commands
+        self._results_topic = topics.results
+        self._status_topic = topics.status
+        self._telemetry_wire = utf8(topics.telemetry)
+        self._results_wire = utf8(topics.results)
 
     @property
     def connected(self) -> bool:
@@ -220,22 +243,37 @@ class SimulatedCar:
         return sim_t0 + self.speed * (asyncio.get_running_loop().time() - loop_t0)
 
     async def _drive(self) -> None:
+        """Report every interval from a loop timer; ends only with the car, or with an error of the model."""
         loop = asyncio.get_running_loop()
+        failed: asyncio.Future[None] = loop.create_future()
         next_at = loop.time()
-        while True:
-            self.report()
+        handle: asyncio.Handle | None = None
+
+        def tick() -> None:
+            nonlocal next_at, handle
+            try:
+                self.report()
+            except Exception as exc:  # handed to the task, which raises it
+                failed.set_exception(exc)
+                return
             next_at += self.report_interval_s
             now = loop.time()
             if next_at < now:
                 next_at = now  # after a stall, skip reports rather than burst to catch up
-            await asyncio.sleep(next_at - now)
+            handle = loop.call_at(next_at, tick)
+
+        handle = loop.call_soon(tick)
+        try:
+            await failed
+        finally:
+            handle.cancel()
 
     def _catch_up(self) -> dict[str, SignalValue]:
         dt = self._sim_now() - self.model.time
         return self.model.step(dt) if dt > 0 else self.model.signals()
 
     def report(self) -> None:
-        """Bring the model up to now and queue a telemetry message with what changed, if anything did."""
+        """Bring the model up to now and send a telemetry message with what changed, if anything did."""
         changes = self._delta.changes(self._catch_up(), self.model.time)
         if not changes:
             return
@@ -245,107 +283,110 @@ class SimulatedCar:
         samples = [sample]
         self._outbox.add(self._seq, orjson.dumps({"seq": self._seq, "samples": samples}))
         self.ledger.record_sent(self._seq, samples)
-        self._wake.set()
+        self._flush()
 
     # -- the MQTT session -----------------------------------------------------------------------------------
 
     async def _stay_connected(self) -> None:
-        failures = 0
         while True:
             self._connected_once = False
             error: BaseException | None = None
-            # Each session is a task of its own: on 3.11 a TaskGroup whose child fails leaves its parent task
-            # marked as cancelling, and this task must keep that mark meaningful (see `_raise_if_cancelled`).
+            # Each session is a task of its own: on 3.11 a failed child of a TaskGroup leaves its parent task
+            # marked as cancelling, and this task must keep that mark meaningful (see `raise_if_cancelled`).
             session = asyncio.create_task(self._session(), name=f"session {self.vin}")
             try:
                 await session
-            except* aiomqtt.MqttError as group:
-                error = group.exceptions[0]
-            _raise_if_cancelled()  # disconnecting after a cancel can fail too; that must not end the cancel
+            except OSError as exc:  # LinkDown, refused, unreachable, timed out
+                error = exc
+            raise_if_cancelled()  # disconnecting after a cancel can fail too; that must not end the cancel
             if self._connected_once:
-                failures = 0
+                self._backoff.reset()
                 logger.debug("car %s: lost the MQTT connection: %s", self.vin[-6:], error)
-            elif failures == 0:
+            elif self._backoff.failures == 0:
                 logger.debug("car %s: cannot connect to MQTT: %s", self.vin[-6:], error)
-            failures += 1
-            delay = min(_BACKOFF_FIRST_S * 2 ** (failures - 1), _BACKOFF_MAX_S)
-            # Half fixed, half random: cars that lost the same broker do not all come back at once.
-            await asyncio.sleep(delay / 2 + self._backoff_rng.uniform(0, delay / 2))
+            await self._backoff.sleep()
 
     async def _session(self) -> None:
-        will = aiomqtt.Will(self._status_topic, b"offline", qos=1, retain=True)
-        client = aiomqtt.Client(
+        link = CarLink(self._handle, self._on_puback, keepalive_s=self._keepalive_s)
+        # Messages the broker held for this session arrive right after the CONNACK and are handled as they
+        # arrive, so stale acks of a previous run of this car are taken before any new seq goes out.
+        await link.connect(
             self._host,
             self._port,
+            client_id=self.vin,
             username=self.vin,
             password=self.identity.password,
-            identifier=self.vin,
-            clean_session=False,
-            will=will,
-            keepalive=self._keepalive_s,
+            will=(self._status_topic, b"offline"),
         )
-        async with client:
-            try:
-                granted = await client.subscribe(
-                    [(self._commands_topic, 1), (self._ack_topic, 1), (self._errors_topic, 1)]
-                )
-                if any(code >= 0x80 if isinstance(code, int) else code.is_failure for code in granted):
-                    raise aiomqtt.MqttError(f"broker refused a subscription of {self.vin[-6:]}: {granted}")
-                await client.publish(self._status_topic, b"online", qos=1, retain=True)
-                _raise_if_cancelled()
-                self._connected = self._connected_once = True
-                logger.debug("car %s: connected", self.vin[-6:])
-                # Messages the broker held for this session arrive first; take stale acks from a previous
-                # run of this car before any new seq goes out, so they cannot settle a message of this run.
-                while len(client.messages) > 0:
-                    self._handle(await anext(client.messages))
-                self._outbox.all_due()
-                async with asyncio.TaskGroup() as tg:
-                    tg.create_task(self._receive(client))
-                    tg.create_task(self._send(client))
-            except asyncio.CancelledError:
-                # A graceful disconnect does not fire the last will, so say it ourselves.
-                with contextlib.suppress(aiomqtt.MqttError):
-                    await client.publish(self._status_topic, b"offline", qos=1, retain=True, timeout=2.0)
-                raise
-            finally:
-                self._connected = False
+        try:
+            granted = await link.subscribe(self._topics.subscriptions())
+            if not granted_all(granted):
+                raise LinkDown(f"broker refused a subscription of {self.vin[-6:]}: {granted}")
+            await link.publish_confirmed(self._status_topic, b"online", retain=True)
+            raise_if_cancelled()
+            self._link = link
+            self._connected = self._connected_once = True
+            logger.debug("car %s: connected", self.vin[-6:])
+            self._outbox.all_due()
+            self._flush()
+            await link.closed
+        except asyncio.CancelledError:
+            # A graceful disconnect does not fire the last will, so say it ourselves.
+            self._link = None
+            with contextlib.suppress(OSError):
+                await link.publish_confirmed(self._status_topic, b"offline", retain=True, timeout_s=2.0)
+            raise
+        finally:
+            self._link = None
+            self._connected = False
+            if self._resend is not None:
+                self._resend.cancel()
+                self._resend = None
+            # Results the broker did not confirm go out again, first, on the next connection.
+            self._results.extendleft(reversed(self._unconfirmed.values()))
+            self._unconfirmed.clear()
+            link.close()
 
-    async def _send(self, client: aiomqtt.Client) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            self._wake.clear()
-            for message in self._outbox.due(loop.time()):
-                if message.seq not in self._outbox:
-                    continue  # acked while an earlier message of this round was being published
-                if message.attempts:
-                    self._counts["resent"] += 1
-                await client.publish(self._telemetry_topic, message.payload, qos=1)
-                self._outbox.mark_sent(message.seq, loop.time())
-            # Results after telemetry, so the platform's twin has the new state when it sees "succeeded".
-            while self._results:
-                await client.publish(self._results_topic, self._results[0], qos=1)
-                self._results.popleft()
-            _raise_if_cancelled()
-            next_due = self._outbox.next_due_at()
-            if next_due is None:
-                await self._wake.wait()  # a parked car with nothing to send costs no wake-ups
-            else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), max(next_due - loop.time(), 0.0))
+    def _flush(self) -> None:
+        """Publish what is due: new and unacknowledged telemetry, then command results."""
+        link = self._link
+        if link is None:
+            return
+        now = asyncio.get_running_loop().time()
+        outbox = self._outbox
+        for message in outbox.due(now):
+            if message.attempts:
+                self._counts["resent"] += 1
+            link.publish(self._telemetry_wire, message.payload)
+            outbox.mark_sent(message.seq, now)
+        # Results after telemetry, so the platform's twin has the new state when it sees "succeeded".
+        while self._results:
+            payload = self._results.popleft()
+            self._unconfirmed[link.publish(self._results_wire, payload)] = payload
+        self._schedule_resend()
 
-    async def _receive(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            self._handle(message)
+    def _schedule_resend(self) -> None:
+        next_due = self._outbox.next_due_at()
+        if next_due is None or (self._resend is not None and self._resend.when() <= next_due):
+            return  # nothing pending (a parked car costs no wake-ups), or a timer fires early enough
+        if self._resend is not None:
+            self._resend.cancel()
+        self._resend = asyncio.get_running_loop().call_at(next_due, self._on_resend_due)
 
-    def _handle(self, message: aiomqtt.Message) -> None:
-        topic = message.topic.value
+    def _on_resend_due(self) -> None:
+        self._resend = None
+        self._flush()
+
+    def _on_puback(self, packet_id: int) -> None:
+        self._unconfirmed.pop(packet_id, None)
+
+    def _handle(self, topic: str, raw: bytes) -> None:
         handlers = {self._ack_topic: self._on_ack, self._commands_topic: self._on_command}
         handle = handlers.get(topic, self._on_errors if topic == self._errors_topic else None)
         if handle is None:
             return  # a broker may hand out retained messages of other topics (amqtt does)
         try:
-            payload = orjson.loads(message.payload) if isinstance(message.payload, bytes | str) else None
+            payload = orjson.loads(raw)
         except orjson.JSONDecodeError:
             payload = None
         if not isinstance(payload, dict):
@@ -381,7 +422,7 @@ class SimulatedCar:
         if earlier is not None:
             self._answer(command_id, name, args, earlier, replay=True)
             return
-        refusal = self._refusal(payload.get("expires_at"))
+        refusal = expiry_refusal(payload.get("expires_at"), self._clock.now())
         if refusal is not None:
             outcome = refusal
         elif not isinstance(name, str) or not name:
@@ -400,24 +441,6 @@ class SimulatedCar:
             self._answered.popitem(last=False)
         self._answer(command_id, name, args, outcome, replay=False)
 
-    def _refusal(self, expires_at: Any) -> CommandOutcome | None:
-        """Why a command is refused by its expiry, or None when it is still wanted."""
-        # A command without a readable expiry could act long after anyone wanted it: refuse it.
-        if not isinstance(expires_at, str):
-            return CommandOutcome("rejected", "expires_at missing")
-        try:
-            deadline = datetime.fromisoformat(expires_at)
-        except ValueError:
-            return CommandOutcome("rejected", f"expires_at {expires_at[:40]!r} is not an RFC 3339 time")
-        if deadline.tzinfo is None:
-            deadline = deadline.replace(tzinfo=UTC)
-        now = self._clock.now()
-        if deadline <= now:
-            return CommandOutcome(
-                "rejected", f"expired at {expires_at}, received at {rfc3339_ms(now.timestamp())}"
-            )
-        return None
-
     def _answer(
         self, command_id: str, name: Any, args: Any, outcome: CommandOutcome, *, replay: bool
     ) -> None:
@@ -432,11 +455,4 @@ class SimulatedCar:
             replay,
         )
         self.ledger.record(self.ledger.results, record)
-        self._wake.set()
-
-
-def _raise_if_cancelled() -> None:
-    """Raise a cancel that `asyncio.wait_for` swallowed (on 3.11 a result arriving with the cancel wins)."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
+        self._flush()

@@ -60,6 +60,7 @@ class Fleet:
         wall_clock_ts: bool = False,
         clock: Clock | None = None,
         ledger_size: int = 1000,
+        fault_rate: float = 0.0,
     ) -> None:
         """Create the cars; nothing connects until `run`.
 
@@ -71,6 +72,7 @@ class Fleet:
             start: simulated time to start at (the same for every car); now when not given.
             wall_clock_ts: stamp samples with the wall clock (see SimulatedCar).
             ledger_size: messages and commands each car's ledger keeps; 0 for big fleets.
+            fault_rate: the share of cars that develop a fault in their first simulated week.
         """
         clock = clock or SystemClock()
         start = start or clock.now()
@@ -92,6 +94,7 @@ class Fleet:
                 wall_clock_ts=wall_clock_ts,
                 clock=clock,
                 ledger_size=ledger_size,
+                fault_rate=fault_rate,
             )
 
     async def run(self) -> None:

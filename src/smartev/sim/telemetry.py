@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import TypedDict
 
+from smartev.agent.protocol import rfc3339_ms
 from smartev.sim.model import SignalValue
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+__all__ = ["Outbox", "PendingMessage", "Sample", "SignalDelta", "rfc3339_ms"]
 
 
 class Sample(TypedDict):
@@ -20,14 +20,6 @@ class Sample(TypedDict):
 
     ts: str
     signals: dict[str, SignalValue]
-
-
-def rfc3339_ms(epoch_s: float) -> str:
-    """Epoch seconds as RFC 3339 UTC with milliseconds and `Z`, e.g. `2026-11-21T10:00:00.250Z`."""
-    ms = round(epoch_s * 1000)
-    # Integer milliseconds avoid the float rounding that could print .1000 or step back a millisecond.
-    moment = _EPOCH + timedelta(milliseconds=ms)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
 
 
 class SignalDelta:
