@@ -21,9 +21,14 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 mqtt_app = typer.Typer(help="External MQTT broker configuration.", no_args_is_help=True)
+agent_app = typer.Typer(
+    help="The in-car agent: stream a car's signals, keep them until stored, obey commands.",
+    no_args_is_help=True,
+)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(mqtt_app, name="mqtt")
+app.add_typer(agent_app, name="agent")
 console = Console(soft_wrap=True)
 
 DatabaseUrl = Annotated[
@@ -176,6 +181,12 @@ def demo(
     data_dir: Annotated[Path, typer.Option(help="where the demo keeps its SQLite database")] = Path(
         "smartev-data"
     ),
+    fault_rate: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="share of cars that develop a fault (DTC, tyre leak, weak 12 V) in a week"
+        ),
+    ] = 0.1,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the platform on embedded defaults with a simulated fleet driving around Berlin."""
@@ -236,6 +247,7 @@ def demo(
             seed=seed,
             speed=speed,
             wall_clock_ts=speed != 1.0,
+            fault_rate=fault_rate,
         )
         await fleet.run()
 
@@ -259,6 +271,12 @@ def simulate(
         str | None, typer.Option(envvar="SMARTEV_USER", help="operator email (instead of --token)")
     ] = None,
     password: Annotated[str | None, typer.Option(envvar="SMARTEV_PASSWORD", hidden=True)] = None,
+    fault_rate: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="share of cars that develop a fault (DTC, tyre leak, weak 12 V) in a week"
+        ),
+    ] = 0.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Drive simulated cars against a running platform, registering them through its API."""
@@ -312,6 +330,8 @@ def simulate(
             seed=seed,
             speed=speed,
             wall_clock_ts=speed != 1.0,
+            fault_rate=fault_rate,
+            ledger_size=0 if cars > 1000 else 1000,
         )
         await fleet.run()
 
@@ -423,6 +443,67 @@ def mqtt_acl(
         f"Include {files.conf_path} in mosquitto.conf, reload Mosquitto, then run "
         f"smartev serve --mqtt-url mqtt://{SERVICE_USERNAME}:<password>@host:port"
     )
+
+
+AgentConfigPath = Annotated[
+    Path, typer.Option("--config", "-c", help="the agent's TOML config (see docs/agent.md)")
+]
+
+
+def _agent_config(path: Path) -> Any:
+    from smartev.agent import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@agent_app.command("run")
+def agent_run(
+    config: AgentConfigPath = Path("agent.toml"),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the agent until stopped (Ctrl+C); its spool keeps every message until the platform has stored it."""
+    from smartev.agent import ConfigError, build_source
+    from smartev.agent.runtime import Agent
+
+    _logging(verbose)
+    cfg = _agent_config(config)
+    try:
+        agent = Agent(cfg, build_source(cfg), password=cfg.mqtt_password())
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    console.print(
+        f"agent for {cfg.vin}: {cfg.source['kind']} source → {cfg.platform.mqtt_url}, spool {cfg.spool_path}"
+    )
+    try:
+        asyncio.run(agent.run())
+    except KeyboardInterrupt:
+        console.print("agent stopped; unsent messages stay in the spool")
+
+
+@agent_app.command("status")
+def agent_status(
+    config: AgentConfigPath = Path("agent.toml"),
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Connected?, spool depth, oldest unsent sample and what was dropped — from the agent's files."""
+    import orjson
+    from rich.table import Table
+
+    from smartev.agent.status import read_status
+
+    status = read_status(_agent_config(config))
+    if as_json:
+        typer.echo(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode())
+        return
+    table = Table(title=f"agent {status['vin']}", show_header=False)
+    for label, value in status["summary"]:
+        table.add_row(label, value)
+    console.print(table)
 
 
 def main() -> None:

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from .brokers import AmqttBroker, BrokerUnderTest, MosquittoBroker
-
-
-def mosquitto_binary() -> str:
-    path = shutil.which("mosquitto", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/usr/local/sbin")
-    if path is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("mosquitto is required in CI")
-        pytest.skip("mosquitto is not installed")
-    return path
+from brokers import AmqttBroker, BrokerUnderTest, MosquittoBroker, mosquitto_binary
 
 
 @pytest.fixture(params=["mosquitto", "amqtt"])

@@ -15,7 +15,7 @@ from smartev.sim.fleet import CarIdentity, Fleet
 from smartev.vehicles.vin import make_vin
 from smartev.vss import default_catalog
 
-from .brokers import BrokerUnderTest, FakePlatform, eventually, free_port
+from brokers import BrokerUnderTest, FakePlatform, eventually, free_port
 
 LOCKED = "Vehicle.Cabin.Door.Row1.DriverSide.IsLocked"
 
@@ -186,3 +186,17 @@ async def test_a_car_that_cannot_reach_its_broker_keeps_driving_and_stops_when_c
         assert not car.connected
     assert task.cancelled()
     assert car.stats().acked == 0
+
+
+def test_fault_rate_gives_cars_faults_within_their_first_week() -> None:
+    def faulty_after_a_week(rate: float, n: int) -> int:
+        count = 0
+        for i in range(n):
+            identity = CarIdentity(f"SEVFAULT{i:09d}", "pw")
+            car = SimulatedCar(identity, mqtt_host="127.0.0.1", mqtt_port=1, fault_rate=rate, seed=3)
+            car.model.step(8 * 24 * 3600.0)
+            count += bool(car.model.faults)
+        return count
+
+    assert faulty_after_a_week(1.0, 5) == 5
+    assert faulty_after_a_week(0.0, 5) == 0

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-import socket
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -25,50 +20,9 @@ from smartev.vehicles.telemetry import parse_ts
 from smartev.vehicles.vin import make_vin
 
 from conftest import eventually, fresh_database, mosquitto_url
+from processes import Server, create_user, free_port
 
 OPERATOR = ("crash-ops@example.com", "crash-operator-pw")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """`smartev serve` in a subprocess that can be killed and started again."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = {**os.environ, **env}
-        self.http = f"http://127.0.0.1:{env['SMARTEV_HTTP_PORT']}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "smartev", "serve"],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        async with httpx.AsyncClient() as c:
-
-            async def healthy() -> bool:
-                try:
-                    return (await c.get(f"{self.http}/api/v1/health", timeout=1)).json()["status"] == "ok"
-                except (httpx.HTTPError, ValueError, KeyError):
-                    return False
-
-            await eventually(healthy, timeout=30, interval=0.2)
-
-    def kill(self) -> None:
-        assert self.proc
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 @pytest.mark.parametrize(("db", "broker"), [("sqlite", "embedded"), ("postgresql", "mosquitto")])
@@ -88,38 +42,8 @@ async def test_kill_9_during_ingest_loses_nothing_and_duplicates_nothing(
             env["SMARTEV_MQTT_PORT"] = str(free_port())
         else:
             env["SMARTEV_MQTT_URL"] = mosquitto_url()
-        r = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "smartev",
-                "users",
-                "create",
-                OPERATOR[0],
-                "--password",
-                OPERATOR[1],
-                "--role",
-                "operator",
-            ],
-            env={**os.environ, **env},
-            capture_output=True,
-        )
-        assert r.returncode == 0, r.stderr
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "smartev",
-                "users",
-                "create",
-                "crash-owner@example.com",
-                "--password",
-                "crash-owner-pw",
-            ],
-            env={**os.environ, **env},
-            check=True,
-            capture_output=True,
-        )
+        create_user(env, OPERATOR[0], OPERATOR[1], "operator")
+        create_user(env, "crash-owner@example.com", "crash-owner-pw")
         server = Server(env)
         await server.start()
         cars: list[SimulatedCar] = []

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
+import shutil
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,9 +14,19 @@ from typing import Any, Protocol
 
 import aiomqtt
 import orjson
+import pytest
 from amqtt.broker import Broker  # type: ignore[import-untyped]
 
 from smartev.sim.telemetry import rfc3339_ms
+
+
+def mosquitto_binary() -> str:
+    path = shutil.which("mosquitto", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/usr/local/sbin")
+    if path is None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("mosquitto is required in CI")
+        pytest.skip("mosquitto is not installed")
+    return path
 
 
 def free_port() -> int:
