@@ -99,6 +99,11 @@ def _read_spool(config: AgentConfig) -> dict[str, Any]:
             "SELECT count(*), coalesce(sum(length(payload)), 0), min(first_ts_ms) FROM messages"
         ).fetchone()
         counters = {str(k): int(v) for k, v in db.execute("SELECT name, value FROM counters")}
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise
+        # an agent starting this instant has created the file but not its tables yet: nothing is spooled
+        return {"depth": 0, "bytes": 0, "oldest_ts_ms": None}
     finally:
         db.close()
     counters.pop("next_seq", None)
