@@ -84,6 +84,7 @@ def make_settings(tmp_path: Path, database_url: str, broker: str, **extra: Any) 
         "mqtt_clean_session": broker == "mosquitto",
         "mqtt_port": 0,
         "command_default_ttl_s": 10,
+        "ocpp": {"port": 0},
     }
     if broker == "mosquitto":
         values["mqtt_url"] = mosquitto_url()

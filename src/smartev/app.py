@@ -22,6 +22,12 @@ from smartev.accounts.router import router as accounts_router
 from smartev.accounts.security import TokenSigner
 from smartev.accounts.service import Accounts
 from smartev.clock import Clock, SystemClock
+from smartev.csms.router import router as charging_router
+from smartev.csms.runtime import Services
+from smartev.csms.server import CentralSystem
+from smartev.csms.sessions import ChargeSessions
+from smartev.csms.stations import Stations
+from smartev.csms.store import GroupCommit
 from smartev.db import migrate
 from smartev.db.engine import create_engine, session_factory
 from smartev.errors import InvalidInput, SmartEVError
@@ -29,6 +35,7 @@ from smartev.events import EventBus
 from smartev.settings import Settings
 from smartev.transport.broker import EmbeddedBroker
 from smartev.transport.mqtt import BrokerAddress, MqttLink
+from smartev.vehicles.charging import ChargingView
 from smartev.vehicles.commands import Commands
 from smartev.vehicles.history import writer_for
 from smartev.vehicles.ingest import Ingest
@@ -56,6 +63,8 @@ class Platform:
         self.sessions = session_factory(self.engine)
         self.accounts = Accounts(self.sessions, TokenSigner(settings.resolved_secret(), settings.token_ttl_s))
         self.registry = Registry(self.engine, self.sessions, self.accounts)
+        self.stations = Stations(self.engine, self.sessions, self.accounts)
+        self.charge_store = GroupCommit(self.engine, settings.ocpp.store_retry_s)
         self.broker: EmbeddedBroker | None = None
         if settings.embedded_broker:
             service_password = secrets.token_urlsafe(32)
@@ -83,6 +92,8 @@ class Platform:
         self.twin: Twin
         self.ingest: Ingest
         self.commands: Commands
+        self.charging: ChargeSessions
+        self.central: CentralSystem
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -116,6 +127,28 @@ class Platform:
             default_ttl_s=self.settings.command_default_ttl_s,
             unlock_per_min=self.settings.unlock_rate_per_min,
         )
+        self.charging = ChargeSessions(
+            self.engine,
+            self.sessions,
+            self.charge_store,
+            self.accounts,
+            self.bus,
+            ChargingView(self.registry, self.twin),
+            default_tariff=self.settings.ocpp.default_tariff,
+        )
+        await self.stations.load()
+        await self.charging.load()
+        self.central = CentralSystem(
+            self.settings.ocpp,
+            Services(
+                self.stations,
+                self.charging,
+                self.bus,
+                self.clock,
+                heartbeat_interval_s=self.settings.ocpp.heartbeat_interval_s,
+                response_timeout_s=self.settings.ocpp.response_timeout_s,
+            ),
+        )
         self.link.on_telemetry = self.ingest.submit
         self.link.on_status = self.ingest.status
         self.link.on_command_result = self.commands.on_result
@@ -130,7 +163,11 @@ class Platform:
             tg.create_task(self.ingest.run(), name="ingest-writer"),
             tg.create_task(self.commands.run_expiry(), name="command-expiry"),
             tg.create_task(self._housekeeping(), name="housekeeping"),
+            tg.create_task(self.charge_store.run(), name="charging-writer"),
+            tg.create_task(self._flush_stations(), name="stations-flush"),
         ]
+        if self.settings.ocpp.enabled:
+            await self.central.start()
         # start-up objects (catalog, registry, libraries) live for good: keep full collections from
         # walking them again and again (each one stalled the loop ~100 ms under load)
         gc.freeze()
@@ -166,8 +203,28 @@ class Platform:
                     logger.error("twin flush failed, will retry: %s", exc)
                 failing = True
 
+    async def _flush_stations(self) -> None:
+        """Write stations' liveness and connector status behind memory."""
+        failing = False
+        while True:
+            await asyncio.sleep(5)
+            try:
+                await self.stations.flush()
+                if failing:
+                    logger.warning("stations flush works again")
+                failing = False
+            except Exception as exc:
+                if not failing:
+                    logger.error("stations flush failed, will retry: %s", exc)
+                failing = True
+
     async def stop(self) -> None:
         """Flush what is in memory and release connections."""
+        await self.central.stop()
+        try:
+            await asyncio.wait_for(self.stations.flush(), 5)
+        except Exception as exc:
+            logger.warning("final stations flush failed: %s", exc)
         try:
             await asyncio.wait_for(self.twin.flush(self.engine, self.clock.now_ms()), 5)
         except Exception as exc:
@@ -214,6 +271,7 @@ class Platform:
                 "online": sum(1 for c in self.twin.cars.values() if c.online),
             },
             "commands": dict(self.commands.counters),
+            "ocpp": self.central.stats(),
         }
 
 
@@ -259,5 +317,6 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
     app.include_router(accounts_router)
     app.include_router(vehicles_router)
+    app.include_router(charging_router)
     app.include_router(web_router)
     return app

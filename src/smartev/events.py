@@ -45,6 +45,59 @@ class CommandStatusChanged:
     detail: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class StationConnectivityChanged:
+    """A charging station connected or disconnected."""
+
+    station_id: str
+    online: bool
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorStatusChanged:
+    """A station's connector reported a new status (Available, Charging, Faulted, ...)."""
+
+    station_id: str
+    evse_id: int
+    connector_id: int
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeSessionStarted:
+    """A charging transaction was stored as started."""
+
+    station_id: str
+    transaction_id: str
+    vin: str | None
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeSessionUpdated:
+    """New meter values of a running transaction were stored."""
+
+    station_id: str
+    transaction_id: str
+    vin: str | None
+    energy_wh: float
+    power_w: float | None
+    soc: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeSessionEnded:
+    """A charging transaction was stored as ended, with its energy and cost."""
+
+    station_id: str
+    transaction_id: str
+    vin: str | None
+    at_ms: int
+    energy_wh: float
+    cost: str | None
+
+
 @dataclass
 class EventBus:
     """Typed publish/subscribe; `publish` never awaits and never raises into the publisher."""

@@ -30,6 +30,27 @@ class IngestSettings(BaseModel):
     max_future_skew_s: float = Field(300.0, ge=0, description="samples further in the future are rejected")
 
 
+class OcppSettings(BaseModel):
+    """The OCPP central system (`SMARTEV_OCPP__*`): its own port, security profile 2, limits."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9000, ge=0, le=65535, description="0 picks a free port")
+    public_url: str = Field("", description="the ws(s)://host:port/ocpp URL handed to station owners")
+    tls_cert: Path | None = Field(None, description="PEM certificate chain: enables TLS (security profile 2)")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert")
+    heartbeat_interval_s: int = Field(300, ge=10, description="interval returned in BootNotification")
+    response_timeout_s: float = Field(30.0, gt=0, description="how long a station may take to answer us")
+    max_frame_bytes: int = Field(256 * 1024, ge=4096, description="larger frames close the connection")
+    auth_failures_per_min: int = Field(
+        10, ge=1, description="failed Basic-auth attempts per station id and per address before 429"
+    )
+    store_retry_s: float = Field(
+        20.0, gt=0, description="how long a transaction message waits for the database before a CALLERROR"
+    )
+    default_tariff: str = Field("", description="name of the tariff for stations without their own")
+
+
 class Settings(BaseSettings):
     """Settings of one platform process."""
 
@@ -61,6 +82,7 @@ class Settings(BaseSettings):
     unlock_rate_per_min: int = Field(6, ge=1)
     auto_migrate: bool = Field(True, description="apply database migrations when the platform starts")
     ingest: IngestSettings = IngestSettings()
+    ocpp: OcppSettings = OcppSettings()
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
@@ -70,6 +92,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SMARTEV_SECRET_KEY must be set to a random string of at least 32 characters in production"
             )
+        if (self.ocpp.tls_cert is None) != (self.ocpp.tls_key is None):
+            raise ValueError("SMARTEV_OCPP__TLS_CERT and SMARTEV_OCPP__TLS_KEY must be set together")
         return self
 
     @property

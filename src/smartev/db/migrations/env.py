@@ -9,6 +9,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import smartev.accounts.models
+import smartev.csms.models
 import smartev.vehicles.models  # noqa: F401  (register tables on the metadata)
 from smartev.db.base import Base
 from smartev.db.engine import create_engine

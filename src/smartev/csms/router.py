@@ -1,0 +1,595 @@
+"""HTTP routes of the charging context: stations, id tags, tariffs, sessions, and commands to stations.
+
+Operators see and command every station. An owner sees their home chargers and the sessions of their
+cards and cars, and may remote-start their own charger for their own car only.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import secrets
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import orjson
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import Response
+
+from smartev.accounts.dependencies import CurrentUser, StaffUser, is_staff
+from smartev.accounts.models import User
+from smartev.clock import datetime_to_ms, ms_to_datetime
+from smartev.csms.control import ChargerControl, ChargingLimit
+from smartev.csms.models import ChargeSession
+from smartev.csms.schemas import (
+    AvailabilityRequest,
+    ChargingProfileRequest,
+    ConfigurationChange,
+    ConnectorOut,
+    FirmwareRequest,
+    IdTagCreate,
+    IdTagOut,
+    MeterSampleOut,
+    RemoteStart,
+    RemoteStop,
+    ReservationRequest,
+    ResetRequest,
+    SessionDetail,
+    SessionOut,
+    StationAnswer,
+    StationCreate,
+    StationOut,
+    StationPassword,
+    StationRegistered,
+    TariffCreate,
+    TariffOut,
+    TriggerRequest,
+    UnlockRequest,
+)
+from smartev.csms.server import StationOffline
+from smartev.csms.stations import StationRecord
+from smartev.csms.tariffs import Tariff
+from smartev.errors import Conflict, Forbidden, InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from smartev.app import Platform
+
+router = APIRouter(prefix="/api/v1", tags=["charging"])
+T = TypeVar("T")
+
+
+def _platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+def _visible_station(p: Platform, user: User, station_id: str) -> StationRecord:
+    rec = p.stations.find(station_id)
+    if rec is None or not (is_staff(user) or rec.owner_id == user.id):
+        raise NotFound(f"no station {station_id}")
+    return rec
+
+
+def _station_out(p: Platform, rec: StationRecord, owners: dict[int, str]) -> StationOut:
+    online = p.central.online(rec.id)
+    faulted = any(c.status == "Faulted" for c in rec.connectors.values())
+    tariffs = p.charging.tariffs()
+    return StationOut(
+        id=rec.id,
+        owner=owners.get(rec.owner_id) if rec.owner_id else None,
+        online=online,
+        status=("faulted" if faulted else "online") if online else "offline",
+        protocol=rec.protocol,
+        vendor=rec.vendor,
+        model=rec.model,
+        serial=rec.serial,
+        firmware=rec.firmware,
+        firmware_status=p.central.services.firmware.get(rec.id),
+        latitude=rec.latitude,
+        longitude=rec.longitude,
+        tariff=tariffs[rec.tariff_id][0] if rec.tariff_id in tariffs else None,
+        last_heartbeat=ms_to_datetime(rec.last_heartbeat_ms) if rec.last_heartbeat_ms else None,
+        last_boot=ms_to_datetime(rec.last_boot_ms) if rec.last_boot_ms else None,
+        connectors=[
+            ConnectorOut(
+                evse_id=evse,
+                connector_id=connector,
+                status=c.status,
+                error_code=c.error_code,
+                updated_at=ms_to_datetime(c.updated_ms),
+            )
+            for (evse, connector), c in sorted(rec.connectors.items())
+        ],
+    )
+
+
+def _tariff_id(p: Platform, name: str | None) -> int | None:
+    if name is None:
+        return None
+    for tariff_id, (n, _) in p.charging.tariffs().items():
+        if n == name:
+            return tariff_id
+    raise InvalidInput(f"no tariff named {name}", ("body", "tariff"))
+
+
+async def _answer(station_id: str, what: str, pending: Awaitable[T]) -> T:
+    """The station's answer, or StationOffline in words when it does not come."""
+    from ocpp.exceptions import OCPPError
+    from websockets.exceptions import ConnectionClosed
+
+    try:
+        return await pending
+    except TimeoutError:
+        raise StationOffline(f"station {station_id} did not answer {what} in time") from None
+    except ConnectionClosed:
+        raise StationOffline(f"station {station_id} disconnected before answering {what}") from None
+    except OCPPError as exc:
+        raise Conflict(f"station {station_id} refused {what}: {exc.code} {exc.description}") from None
+
+
+def _control(p: Platform, user: User, station_id: str, staff_only: bool = True) -> ChargerControl:
+    rec = _visible_station(p, user, station_id)
+    if staff_only and not is_staff(user):
+        raise Forbidden("only operators may do this")
+    return p.central.control(rec.id)
+
+
+# --- stations ---
+
+
+@router.post(
+    "/stations",
+    response_model=StationRegistered,
+    status_code=status.HTTP_201_CREATED,
+    summary="Register a station (operator); returns its Basic-auth password once",
+)
+async def register_station(body: StationCreate, request: Request, _: StaffUser) -> StationRegistered:
+    p = _platform(request)
+    rec, password = await p.stations.register(
+        body.id,
+        owner_email=body.owner,
+        password=body.password,
+        latitude=body.latitude,
+        longitude=body.longitude,
+        tariff_id=_tariff_id(p, body.tariff),
+    )
+    owners = await p.accounts.emails({rec.owner_id} if rec.owner_id else set())
+    out = _station_out(p, rec, owners)
+    return StationRegistered(**out.model_dump(), password=password, ocpp_url=p.central.url)
+
+
+@router.get("/stations", response_model=list[StationOut], summary="Stations I may see, with live status")
+async def list_stations(request: Request, user: CurrentUser) -> list[StationOut]:
+    p = _platform(request)
+    records = [r for r in p.stations.all() if is_staff(user) or r.owner_id == user.id]
+    owners = await p.accounts.emails({r.owner_id for r in records if r.owner_id})
+    return [_station_out(p, r, owners) for r in records]
+
+
+@router.get("/stations/{station_id}", response_model=StationOut, summary="One station: status, connectors")
+async def get_station(station_id: str, request: Request, user: CurrentUser) -> StationOut:
+    p = _platform(request)
+    rec = _visible_station(p, user, station_id)
+    return _station_out(p, rec, await p.accounts.emails({rec.owner_id} if rec.owner_id else set()))
+
+
+@router.post(
+    "/stations/{station_id}/password",
+    response_model=StationPassword,
+    summary="Give a station a new random password (operator); the old one stops working",
+)
+async def rotate_password(station_id: str, request: Request, _: StaffUser) -> StationPassword:
+    return StationPassword(password=await _platform(request).stations.set_password(station_id))
+
+
+@router.get("/stations/{station_id}/configuration", summary="Read the station's configuration live")
+async def get_configuration(
+    station_id: str,
+    request: Request,
+    user: CurrentUser,
+    key: Annotated[list[str] | None, Query(description="keys to read; all when absent")] = None,
+) -> dict[str, Any]:
+    control = _control(_platform(request), user, station_id)
+    try:
+        result: dict[str, Any] = await _answer(
+            station_id, "the configuration", control.get_configuration(key)
+        )
+    except ValueError as exc:
+        raise InvalidInput(str(exc), ("query", "key")) from None
+    return result
+
+
+@router.put(
+    "/stations/{station_id}/configuration",
+    response_model=dict[str, str],
+    summary="Write configuration keys; returns each key's status",
+)
+async def set_configuration(
+    station_id: str, body: ConfigurationChange, request: Request, user: CurrentUser
+) -> dict[str, str]:
+    control = _control(_platform(request), user, station_id)
+    out = {}
+    for key, value in body.values.items():
+        try:
+            out[key] = await _answer(station_id, f"setting {key}", control.set_configuration(key, value))
+        except ValueError as exc:
+            raise InvalidInput(str(exc), ("body", "values", key)) from None
+    return out
+
+
+@router.post("/stations/{station_id}/remote-start", response_model=StationAnswer, summary="Start charging")
+async def remote_start(
+    station_id: str, body: RemoteStart, request: Request, user: CurrentUser
+) -> StationAnswer:
+    p = _platform(request)
+    rec = _visible_station(p, user, station_id)
+    if not body.vin and not body.id_tag:
+        raise InvalidInput("give the car's vin or an id_tag", ("body",))
+    if body.vin:
+        car = p.registry.get_for(user, body.vin)  # NotFound for someone else's car
+        tag = car.vin
+    else:
+        assert body.id_tag is not None
+        auth = p.charging.authorize(body.id_tag)
+        if not is_staff(user) and auth.user_id != user.id:
+            raise NotFound(f"no id tag {body.id_tag} of yours")
+        tag = body.id_tag
+    if not is_staff(user) and rec.owner_id != user.id:
+        raise NotFound(f"no station {station_id}")
+    control = p.central.control(rec.id)
+    status_text = await _answer(
+        station_id, "the remote start", control.remote_start(tag, body.evse_id, secrets.randbelow(2**31 - 1))
+    )
+    return StationAnswer(status=status_text)
+
+
+@router.post("/stations/{station_id}/remote-stop", response_model=StationAnswer, summary="Stop charging")
+async def remote_stop(
+    station_id: str, body: RemoteStop, request: Request, user: CurrentUser
+) -> StationAnswer:
+    p = _platform(request)
+    rec = _visible_station(p, user, station_id)
+    active = await p.charging.active_on(rec.id)
+    if body.transaction_id is not None:
+        active = [s for s in active if s.transaction_id == body.transaction_id]
+    if not is_staff(user):
+        active = [s for s in active if s.user_id == user.id or rec.owner_id == user.id]
+    if not active:
+        raise NotFound(
+            f"no active session on station {station_id}"
+            + (" with that transaction id" if body.transaction_id else "")
+        )
+    if len(active) > 1:
+        raise InvalidInput(
+            "more than one session is active: give the transaction_id", ("body", "transaction_id")
+        )
+    control = p.central.control(rec.id)
+    status_text = await _answer(station_id, "the remote stop", control.remote_stop(active[0].transaction_id))
+    return StationAnswer(status=status_text, detail={"transaction_id": active[0].transaction_id})
+
+
+@router.post("/stations/{station_id}/reset", response_model=StationAnswer, summary="Reboot the station")
+async def reset(station_id: str, body: ResetRequest, request: Request, user: CurrentUser) -> StationAnswer:
+    control = _control(_platform(request), user, station_id)
+    return StationAnswer(status=await _answer(station_id, "the reset", control.reset(body.type)))
+
+
+@router.post("/stations/{station_id}/unlock", response_model=StationAnswer, summary="Release a stuck cable")
+async def unlock(station_id: str, body: UnlockRequest, request: Request, user: CurrentUser) -> StationAnswer:
+    control = _control(_platform(request), user, station_id, staff_only=False)
+    return StationAnswer(
+        status=await _answer(station_id, "the unlock", control.unlock(body.evse_id, body.connector_id))
+    )
+
+
+@router.post(
+    "/stations/{station_id}/availability", response_model=StationAnswer, summary="In or out of service"
+)
+async def availability(
+    station_id: str, body: AvailabilityRequest, request: Request, user: CurrentUser
+) -> StationAnswer:
+    control = _control(_platform(request), user, station_id)
+    return StationAnswer(
+        status=await _answer(
+            station_id, "the availability change", control.change_availability(body.evse_id, body.operative)
+        )
+    )
+
+
+@router.post("/stations/{station_id}/trigger", response_model=StationAnswer, summary="Ask for a message now")
+async def trigger(
+    station_id: str, body: TriggerRequest, request: Request, user: CurrentUser
+) -> StationAnswer:
+    control = _control(_platform(request), user, station_id)
+    return StationAnswer(
+        status=await _answer(station_id, "the trigger", control.trigger(body.message, body.evse_id))
+    )
+
+
+@router.post(
+    "/stations/{station_id}/charging-profile", response_model=StationAnswer, summary="Cap power or current"
+)
+async def set_charging_profile(
+    station_id: str, body: ChargingProfileRequest, request: Request, user: CurrentUser
+) -> StationAnswer:
+    control = _control(_platform(request), user, station_id)
+    limit = ChargingLimit(
+        limit=body.limit,
+        unit=body.unit,
+        evse_id=body.evse_id,
+        duration_s=body.duration_s,
+        purpose=body.purpose,
+        transaction_id=body.transaction_id,
+    )
+    return StationAnswer(
+        status=await _answer(station_id, "the charging profile", control.set_charging_limit(limit))
+    )
+
+
+@router.delete(
+    "/stations/{station_id}/charging-profile", response_model=StationAnswer, summary="Remove power caps"
+)
+async def clear_charging_profile(
+    station_id: str,
+    request: Request,
+    user: CurrentUser,
+    evse_id: Annotated[int | None, Query(ge=0)] = None,
+) -> StationAnswer:
+    control = _control(_platform(request), user, station_id)
+    return StationAnswer(
+        status=await _answer(
+            station_id, "clearing the charging profile", control.clear_charging_limit(evse_id, None)
+        )
+    )
+
+
+@router.get("/stations/{station_id}/composite-schedule", summary="The limits the station will apply")
+async def composite_schedule(
+    station_id: str,
+    request: Request,
+    user: CurrentUser,
+    evse_id: Annotated[int, Query(ge=0)] = 0,
+    duration_s: Annotated[int, Query(gt=0, le=7 * 86400)] = 3600,
+    unit: Annotated[str | None, Query(pattern="^(W|A)$")] = None,
+) -> dict[str, Any]:
+    control = _control(_platform(request), user, station_id)
+    result: dict[str, Any] = await _answer(
+        station_id, "the composite schedule", control.composite_schedule(evse_id, duration_s, unit)
+    )
+    return result
+
+
+@router.post("/stations/{station_id}/firmware", response_model=StationAnswer, summary="Install firmware")
+async def update_firmware(
+    station_id: str, body: FirmwareRequest, request: Request, user: CurrentUser
+) -> StationAnswer:
+    control = _control(_platform(request), user, station_id)
+    at = body.retrieve_at or datetime.now(UTC)
+    return StationAnswer(
+        status=await _answer(
+            station_id,
+            "the firmware update",
+            control.update_firmware(body.location, at, secrets.randbelow(2**31 - 1)),
+        )
+    )
+
+
+@router.post("/stations/{station_id}/reservations", response_model=StationAnswer, summary="Reserve an EVSE")
+async def reserve(
+    station_id: str, body: ReservationRequest, request: Request, user: CurrentUser
+) -> StationAnswer:
+    control = _control(_platform(request), user, station_id)
+    reservation_id = body.reservation_id or secrets.randbelow(2**31 - 2) + 1
+    answer = await _answer(
+        station_id,
+        "the reservation",
+        control.reserve(reservation_id, body.evse_id, body.id_tag, body.expires_at),
+    )
+    return StationAnswer(status=answer, detail={"reservation_id": reservation_id})
+
+
+@router.delete(
+    "/stations/{station_id}/reservations/{reservation_id}", response_model=StationAnswer, summary="Cancel it"
+)
+async def cancel_reservation(
+    station_id: str, reservation_id: int, request: Request, user: CurrentUser
+) -> StationAnswer:
+    control = _control(_platform(request), user, station_id)
+    return StationAnswer(
+        status=await _answer(station_id, "the cancellation", control.cancel_reservation(reservation_id))
+    )
+
+
+@router.post(
+    "/stations/{station_id}/local-list",
+    response_model=StationAnswer,
+    summary="Push every id tag with its status to the station's local authorisation list",
+)
+async def push_local_list(station_id: str, request: Request, user: CurrentUser) -> StationAnswer:
+    p = _platform(request)
+    control = _control(p, user, station_id)
+    entries = [(tag, auth.status) for tag, auth in p.charging.local_list()]
+    version = int(datetime.now(UTC).timestamp())
+    answer = await _answer(station_id, "the local list", control.send_local_list(version, entries))
+    return StationAnswer(status=answer, detail={"version": version, "entries": len(entries)})
+
+
+# --- id tags and tariffs ---
+
+
+@router.post(
+    "/id-tags", response_model=IdTagOut, status_code=status.HTTP_201_CREATED, summary="Add an id tag"
+)
+async def add_id_tag(body: IdTagCreate, request: Request, _: StaffUser) -> IdTagOut:
+    p = _platform(request)
+    row = await p.charging.add_tag(
+        body.tag,
+        body.kind,
+        owner_email=body.owner,
+        vin=body.vin,
+        expiry_ms=datetime_to_ms(body.expires_at) if body.expires_at else None,
+    )
+    owners = await p.accounts.emails({row.user_id} if row.user_id else set())
+    return _tag_out(row, owners)
+
+
+@router.get("/id-tags", response_model=list[IdTagOut], summary="Id tags (owners: their own)")
+async def list_id_tags(request: Request, user: CurrentUser) -> list[IdTagOut]:
+    p = _platform(request)
+    rows = p.charging.tags(None if is_staff(user) else user)
+    owners = await p.accounts.emails({r.user_id for r in rows if r.user_id})
+    return [_tag_out(r, owners) for r in rows]
+
+
+@router.post("/id-tags/{tag}/block", response_model=IdTagOut, summary="Block a lost card")
+async def block_id_tag(tag: str, request: Request, _: StaffUser) -> IdTagOut:
+    p = _platform(request)
+    row = await p.charging.set_tag_blocked(tag, True)
+    return _tag_out(row, await p.accounts.emails({row.user_id} if row.user_id else set()))
+
+
+def _tag_out(row: Any, owners: dict[int, str]) -> IdTagOut:
+    return IdTagOut(
+        tag=row.tag,
+        kind=row.kind,
+        owner=owners.get(row.user_id) if row.user_id else None,
+        vin=row.vin,
+        blocked=row.blocked,
+        expires_at=ms_to_datetime(row.expiry_ms) if row.expiry_ms else None,
+    )
+
+
+@router.post(
+    "/tariffs", response_model=TariffOut, status_code=status.HTTP_201_CREATED, summary="Add a tariff"
+)
+async def add_tariff(body: TariffCreate, request: Request, _: StaffUser) -> TariffOut:
+    p = _platform(request)
+    try:
+        tariff = Tariff.from_dict(body.tariff)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput(f"the tariff is not valid: {exc}", ("body", "tariff")) from None
+    tariff_id = await p.charging.add_tariff(body.name, tariff)
+    return TariffOut(id=tariff_id, name=body.name, tariff=tariff.to_dict())
+
+
+@router.get("/tariffs", response_model=list[TariffOut], summary="Tariffs")
+async def list_tariffs(request: Request, _: CurrentUser) -> list[TariffOut]:
+    return [
+        TariffOut(id=i, name=n, tariff=t.to_dict())
+        for i, (n, t) in sorted(_platform(request).charging.tariffs().items())
+    ]
+
+
+# --- sessions ---
+
+
+def _session_out(s: ChargeSession) -> dict[str, Any]:
+    return dict(
+        id=s.id,
+        station=s.station_id,
+        transaction_id=s.transaction_id,
+        evse_id=s.evse_id,
+        connector_id=s.connector_id,
+        status=s.status,
+        vin=s.vin,
+        linked_by=s.linked_by,
+        id_tag=s.id_tag,
+        start=ms_to_datetime(s.start_ms),
+        stop=ms_to_datetime(s.stop_ms) if s.stop_ms else None,
+        duration_s=(s.stop_ms - s.start_ms) / 1000 if s.stop_ms else None,
+        energy_wh=round(s.energy_wh, 1),
+        car_energy_wh=s.car_energy_wh,
+        power_w=s.power_w,
+        soc_start=s.soc_start,
+        soc_stop=s.soc_last,
+        stop_reason=s.stop_reason,
+        cost=s.cost,
+        currency=s.currency,
+        cost_breakdown=orjson.loads(s.cost_breakdown) if s.cost_breakdown else None,
+        offline=s.offline,
+    )
+
+
+CSV_COLUMNS = (
+    "id", "station", "transaction_id", "evse_id", "vin", "id_tag", "start", "stop", "duration_s",
+    "energy_wh", "car_energy_wh", "soc_start", "soc_stop", "stop_reason", "cost", "currency", "status",
+)  # fmt: skip
+
+
+@router.get(
+    "/charging-sessions",
+    response_model=list[SessionOut],
+    summary="Charging sessions, newest first; `format=csv` for a spreadsheet",
+    responses={200: {"content": {"text/csv": {}}}},
+)
+async def list_sessions(
+    request: Request,
+    user: CurrentUser,
+    station: str | None = None,
+    vin: str | None = None,
+    status_: Annotated[str | None, Query(alias="status", pattern="^(active|ended)$")] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+    format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
+) -> Any:
+    p = _platform(request)
+    owner = None if is_staff(user) else user
+    rows = await p.charging.search(
+        owner,
+        station=station,
+        vin=vin,
+        status=status_,
+        since_ms=datetime_to_ms(since) if since else None,
+        until_ms=datetime_to_ms(until) if until else None,
+        own_station_ids=[r.id for r in p.stations.all() if r.owner_id == user.id] if owner else (),
+        own_vins=[r.vin for r in p.registry.visible_to(user)] if owner else (),
+        limit=limit,
+    )
+    out = [_session_out(r) for r in rows]
+    if format == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in out:
+            writer.writerow({k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()})
+        return Response(
+            buffer.getvalue(),
+            media_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="charging-sessions.csv"'},
+        )
+    return [SessionOut(**r) for r in out]
+
+
+@router.get(
+    "/charging-sessions/{session_id}", response_model=SessionDetail, summary="One session and its meter"
+)
+async def get_session(session_id: int, request: Request, user: CurrentUser) -> SessionDetail:
+    p = _platform(request)
+    row = await p.charging.get(session_id)
+    if not is_staff(user):
+        station = p.stations.find(row.station_id)
+        mine = row.user_id == user.id or (station is not None and station.owner_id == user.id)
+        mine = mine or (row.vin is not None and any(r.vin == row.vin for r in p.registry.visible_to(user)))
+        if not mine:
+            raise NotFound(f"no charging session {session_id}")
+    samples = [
+        MeterSampleOut(ts=ms_to_datetime(s.ts_ms), energy_wh=s.energy_wh, power_w=s.power_w, soc=s.soc)
+        for s in await p.charging.samples(session_id)
+    ]
+    return SessionDetail(**_session_out(row), samples=samples)
+
+
+@router.get(
+    "/vehicles/{vin}/charging-sessions",
+    response_model=list[SessionOut],
+    summary="The car's charge history: the charger's meter energy next to the car's battery energy",
+)
+async def vehicle_sessions(
+    vin: str, request: Request, user: CurrentUser, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
+) -> list[SessionOut]:
+    p = _platform(request)
+    rec = p.registry.get_for(user, vin)
+    rows = await p.charging.search(None, vin=rec.vin, limit=limit)
+    return [SessionOut(**_session_out(r)) for r in rows]

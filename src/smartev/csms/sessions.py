@@ -1,0 +1,683 @@
+"""Charge sessions: authorisation, start, meter values, stop, cost, and the car that charged.
+
+Knows no wire: the OCPP 1.6 and 2.0.1 adapters translate their messages into these calls. Every call that
+changes a session returns only after the change is committed (through `GroupCommit`), so a station's
+message is answered only once it is stored. Sessions are found by (station, transaction id): a station can
+never reach another station's transaction. Replays are idempotent: a 1.6 StartTransaction sent again
+finds the session it opened (`start_key`), a 2.0.1 event whose seqNo was applied is skipped, and an ended
+session is never reopened.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+import orjson
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
+
+from smartev.accounts.models import User
+from smartev.accounts.service import Accounts
+from smartev.csms.models import ChargeSession, IdTag, MeterSample, TariffRow
+from smartev.csms.stations import StationRecord
+from smartev.csms.store import GroupCommit, insert_ignoring_duplicates
+from smartev.csms.tariffs import Tariff, session_cost
+from smartev.errors import Conflict, InvalidInput, NotFound
+from smartev.events import ChargeSessionEnded, ChargeSessionStarted, ChargeSessionUpdated, EventBus
+
+logger = logging.getLogger(__name__)
+
+ACTIVE, ENDED = "active", "ended"
+TAG_KINDS = ("rfid", "vin", "evccid", "emaid", "other")
+
+
+class VehicleLocator(Protocol):
+    """What the charging context asks of the vehicles context (through the app's adapter)."""
+
+    def owner_of(self, vin: str) -> int | None:
+        """The owner's user id of a registered car, or None."""
+
+    def charging_near(self, latitude: float, longitude: float, at_ms: int) -> str | None:
+        """The VIN of the one car whose telemetry says it is plugged in or charging here now, or None."""
+
+    def charged_energy_kwh(self, vin: str) -> float | None:
+        """The car's battery counter of energy charged (kWh), or None."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One meter reading: the energy register (Wh), power (W) and the car's state of charge (%)."""
+
+    ts_ms: int
+    energy_wh: float | None = None
+    power_w: float | None = None
+    soc: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    """The answer to an id tag: OCPP status, and whose tag it is."""
+
+    status: str  # Accepted | Invalid | Blocked | Expired
+    user_id: int | None = None
+    vin: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        """True when the tag may charge."""
+        return self.status == "Accepted"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRef:
+    """What an adapter needs back after a session changed."""
+
+    id: int
+    transaction_id: str
+    status: str
+    authorization: Authorization
+
+
+def new_transaction_id() -> str:
+    """An unpredictable positive 31-bit integer (1.6's transactionId is an integer), as text."""
+    return str(secrets.randbelow(2**31 - 2) + 1)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ChargeSessions:
+    """The charge sessions service."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sessions: async_sessionmaker[Any],
+        store: GroupCommit,
+        accounts: Accounts,
+        bus: EventBus,
+        vehicles: VehicleLocator,
+        default_tariff: str = "",
+    ) -> None:
+        self._engine = engine
+        self._sessions = sessions
+        self._store = store
+        self._accounts = accounts
+        self._bus = bus
+        self._vehicles = vehicles
+        self._default_tariff = default_tariff
+        self._tags: dict[str, IdTag] = {}
+        self._tariffs: dict[int, tuple[str, Tariff]] = {}
+
+    async def load(self) -> None:
+        """Read id tags and tariffs into memory."""
+        async with self._sessions() as s:
+            for tag in (await s.execute(select(IdTag))).scalars():
+                s.expunge(tag)
+                self._tags[tag.tag.upper()] = tag
+            for row in (await s.execute(select(TariffRow))).scalars():
+                self._tariffs[row.id] = (row.name, Tariff.from_dict(orjson.loads(row.data)))
+
+    # --- id tags ---
+
+    def authorize(self, tag: str | None, now_ms: int | None = None) -> Authorization:
+        """Whether `tag` may charge: an owner's card, or a registered car's VIN (autocharge)."""
+        if not tag:
+            return Authorization("Invalid")
+        now_ms = now_ms if now_ms is not None else _now_ms()
+        known = self._tags.get(tag.upper())
+        if known is not None:
+            if known.blocked:
+                return Authorization("Blocked", known.user_id, known.vin)
+            if known.expiry_ms is not None and known.expiry_ms < now_ms:
+                return Authorization("Expired", known.user_id, known.vin)
+            return Authorization("Accepted", known.user_id, known.vin)
+        owner = self._vehicles.owner_of(tag.upper())
+        if owner is not None:
+            return Authorization("Accepted", owner, tag.upper())
+        return Authorization("Invalid")
+
+    async def add_tag(
+        self,
+        tag: str,
+        kind: str = "rfid",
+        owner_email: str | None = None,
+        vin: str | None = None,
+        expiry_ms: int | None = None,
+    ) -> IdTag:
+        """Register an id tag (an owner's card, or a car's EVCCID/MAC for autocharge)."""
+        tag = tag.strip()
+        if not 1 <= len(tag) <= 36 or not tag.isprintable():
+            raise InvalidInput("an id tag has 1 to 36 printable characters", ("body", "tag"))
+        if kind not in TAG_KINDS:
+            raise InvalidInput(f"kind must be one of {', '.join(TAG_KINDS)}", ("body", "kind"))
+        user_id = None
+        if owner_email:
+            user = await self._accounts.by_email(owner_email)
+            if user is None:
+                raise InvalidInput(f"no user with email {owner_email}", ("body", "owner"))
+            user_id = user.id
+        if vin is not None:
+            vin = vin.upper()
+            if self._vehicles.owner_of(vin) is None:
+                raise InvalidInput(f"no registered car with VIN {vin}", ("body", "vin"))
+            user_id = user_id or self._vehicles.owner_of(vin)
+        if tag.upper() in self._tags:
+            raise Conflict(f"id tag {tag} is registered already")
+        row = IdTag(
+            tag=tag,
+            kind=kind,
+            user_id=user_id,
+            vin=vin,
+            blocked=False,
+            expiry_ms=expiry_ms,
+            created_ms=_now_ms(),
+        )
+        async with self._sessions() as s:
+            s.add(row)
+            await s.commit()
+            s.expunge(row)
+        self._tags[tag.upper()] = row
+        return row
+
+    async def set_tag_blocked(self, tag: str, blocked: bool) -> IdTag:
+        """Block (or unblock) a lost card."""
+        row = self._tags.get(tag.upper())
+        if row is None:
+            raise NotFound(f"no id tag {tag}")
+        async with self._engine.begin() as conn:
+            await conn.execute(update(IdTag).where(IdTag.tag == row.tag).values(blocked=blocked))
+        row.blocked = blocked
+        return row
+
+    def tags(self, user: User | None = None) -> list[IdTag]:
+        """Every id tag, or those of one user."""
+        rows = [t for t in self._tags.values() if user is None or t.user_id == user.id]
+        return sorted(rows, key=lambda t: t.tag)
+
+    def local_list(self) -> list[tuple[str, Authorization]]:
+        """Every id tag with its status, for a station's local authorisation list."""
+        return [(t.tag, self.authorize(t.tag)) for t in self.tags()]
+
+    # --- tariffs ---
+
+    async def add_tariff(self, name: str, tariff: Tariff) -> int:
+        """Store a named tariff; returns its id."""
+        if any(n == name for n, _ in self._tariffs.values()):
+            raise Conflict(f"a tariff named {name} exists already")
+        row = TariffRow(name=name, data=orjson.dumps(tariff.to_dict()).decode(), created_ms=_now_ms())
+        async with self._sessions() as s:
+            s.add(row)
+            await s.commit()
+        self._tariffs[row.id] = (name, tariff)
+        return row.id
+
+    def tariffs(self) -> dict[int, tuple[str, Tariff]]:
+        """Tariffs by id: (name, tariff)."""
+        return dict(self._tariffs)
+
+    def tariff_for(self, station: StationRecord) -> Tariff | None:
+        """The station's tariff, else the default tariff, else None (sessions without a price)."""
+        if station.tariff_id is not None and station.tariff_id in self._tariffs:
+            return self._tariffs[station.tariff_id][1]
+        for name, tariff in self._tariffs.values():
+            if name == self._default_tariff:
+                return tariff
+        return None
+
+    # --- transactions ---
+
+    async def start(
+        self,
+        station: StationRecord,
+        *,
+        protocol: str,
+        evse_id: int,
+        connector_id: int,
+        id_tag: str | None,
+        meter_start_wh: float | None,
+        ts_ms: int,
+        transaction_id: str | None = None,
+        start_key: str | None = None,
+        remote_start_id: int | None = None,
+        offline: bool = False,
+        seq_no: int | None = None,
+        readings: Sequence[Reading] = (),
+    ) -> SessionRef:
+        """Open a session (or find the one this replayed start opened already)."""
+        auth = self.authorize(id_tag, ts_ms) if id_tag else Authorization("Accepted")
+        vin, linked_by = auth.vin, "id_tag" if auth.vin else None
+        if vin is None and station.latitude is not None and station.longitude is not None:
+            vin = self._vehicles.charging_near(station.latitude, station.longitude, ts_ms)
+            linked_by = "telemetry" if vin else None
+        car_energy = self._vehicles.charged_energy_kwh(vin) if vin else None
+        tariff = self.tariff_for(station)
+        energies = [r.energy_wh for r in readings if r.energy_wh is not None]
+        meter_start = meter_start_wh if meter_start_wh is not None else (min(energies) if energies else None)
+        socs = [r.soc for r in sorted(readings, key=lambda r: r.ts_ms) if r.soc is not None]
+        tx_id = transaction_id or new_transaction_id()
+
+        async def write(conn: AsyncConnection) -> tuple[SessionRef, bool]:
+            if start_key is not None:
+                found = (
+                    await conn.execute(
+                        select(ChargeSession.id, ChargeSession.transaction_id, ChargeSession.status).where(
+                            ChargeSession.start_key == start_key
+                        )
+                    )
+                ).first()
+                if found is not None:
+                    return SessionRef(found[0], found[1], found[2], auth), False
+            values: dict[str, Any] = dict(
+                station_id=station.id,
+                transaction_id=tx_id,
+                start_key=start_key,
+                protocol=protocol,
+                evse_id=evse_id,
+                connector_id=connector_id,
+                id_tag=id_tag,
+                user_id=auth.user_id,
+                vin=vin,
+                linked_by=linked_by,
+                status=ACTIVE if auth.accepted or not id_tag else ENDED,
+                start_ms=ts_ms,
+                meter_start_wh=meter_start or 0.0,
+                meter_last_wh=meter_start or 0.0,
+                energy_wh=0.0,
+                soc_start=socs[0] if socs else None,
+                soc_last=socs[-1] if socs else None,
+                car_energy_start_kwh=car_energy,
+                offline=offline,
+                last_seq_no=seq_no,
+                remote_start_id=remote_start_id,
+                tariff=orjson.dumps(tariff.to_dict()).decode() if tariff else None,
+                currency=tariff.currency if tariff else None,
+                stop_reason=None if auth.accepted or not id_tag else f"DeAuthorized ({auth.status})",
+                stop_ms=None if auth.accepted or not id_tag else ts_ms,
+                updated_ms=_now_ms(),
+            )
+            result = await conn.execute(insert(ChargeSession).values(**values))
+            session_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            await _store_readings(conn, session_id, readings)
+            return SessionRef(session_id, tx_id, values["status"], auth), True
+
+        ref, created = await self._store.store(write)
+        if created:
+            self._bus.publish(ChargeSessionStarted(station.id, ref.transaction_id, vin, ts_ms))
+        return ref
+
+    async def meter(self, station_id: str, transaction_id: str, readings: Sequence[Reading]) -> bool:
+        """Store meter readings of the station's own transaction; False if it has no such transaction."""
+
+        async def write(conn: AsyncConnection) -> dict[str, Any] | None:
+            row = await _find(conn, station_id, transaction_id)
+            if row is None:
+                return None
+            await _store_readings(conn, row["id"], readings)
+            if row["status"] == ENDED:
+                return row
+            changes = _progress(row, readings)
+            if changes:
+                await conn.execute(
+                    update(ChargeSession).where(ChargeSession.id == row["id"]).values(**changes)
+                )
+            return {**row, **changes}
+
+        row = await self._store.store(write)
+        if row is None:
+            return False
+        self._updated(station_id, transaction_id, row)
+        return True
+
+    async def stop(
+        self,
+        station_id: str,
+        transaction_id: str,
+        *,
+        meter_stop_wh: float | None,
+        ts_ms: int,
+        reason: str | None,
+        readings: Sequence[Reading] = (),
+        seq_no: int | None = None,
+        offline: bool = False,
+    ) -> SessionRef | None:
+        """End the station's own transaction (once: a replayed stop changes nothing); None if unknown."""
+        return await self._apply(
+            station_id,
+            transaction_id,
+            readings=readings,
+            seq_no=seq_no,
+            offline=offline,
+            end=(ts_ms, meter_stop_wh, reason),
+        )
+
+    async def event(
+        self,
+        station: StationRecord,
+        *,
+        event_type: str,
+        transaction_id: str,
+        seq_no: int,
+        ts_ms: int,
+        offline: bool,
+        evse_id: int | None,
+        connector_id: int | None,
+        id_tag: str | None,
+        readings: Sequence[Reading],
+        stopped_reason: str | None,
+        remote_start_id: int | None,
+        trigger_reason: str | None = None,
+    ) -> SessionRef:
+        """A 2.0.1 TransactionEvent (Started, Updated or Ended), applied once and in seqNo order."""
+        ref = await self._apply(
+            station.id,
+            transaction_id,
+            readings=readings,
+            seq_no=seq_no,
+            offline=offline,
+            end=(ts_ms, None, stopped_reason or trigger_reason or "Local") if event_type == "Ended" else None,
+            id_tag=id_tag,
+        )
+        if ref is not None:
+            return ref
+        # The first event we see of this transaction (Started, or a later one whose Started was lost): open it.
+        ref = await self.start(
+            station,
+            protocol="ocpp2.0.1",
+            evse_id=evse_id or 0,
+            connector_id=connector_id or 1,
+            id_tag=id_tag,
+            meter_start_wh=None,
+            ts_ms=ts_ms,
+            transaction_id=transaction_id,
+            remote_start_id=remote_start_id,
+            offline=offline,
+            seq_no=seq_no,
+            readings=readings,
+        )
+        if event_type == "Ended" and ref.status == ACTIVE:
+            ended = await self._apply(
+                station.id,
+                transaction_id,
+                readings=(),
+                seq_no=None,
+                offline=offline,
+                end=(ts_ms, None, stopped_reason or "Local"),
+            )
+            assert ended is not None
+            return ended
+        return ref
+
+    async def _apply(
+        self,
+        station_id: str,
+        transaction_id: str,
+        *,
+        readings: Sequence[Reading],
+        seq_no: int | None,
+        offline: bool,
+        end: tuple[int, float | None, str | None] | None,
+        id_tag: str | None = None,
+    ) -> SessionRef | None:
+        auth = self.authorize(id_tag) if id_tag else Authorization("Accepted")
+
+        async def write(conn: AsyncConnection) -> tuple[SessionRef, dict[str, Any], bool] | None:
+            row = await _find(conn, station_id, transaction_id)
+            if row is None:
+                return None
+            ref = SessionRef(row["id"], transaction_id, row["status"], auth)
+            if row["status"] == ENDED:
+                await _store_readings(
+                    conn, row["id"], readings
+                )  # late samples, kept; the session stays ended
+                return ref, row, False
+            if seq_no is not None and row["last_seq_no"] is not None and seq_no <= row["last_seq_no"]:
+                return ref, row, False  # applied already (a replay)
+            await _store_readings(conn, row["id"], readings)
+            changes = _progress(row, readings)
+            if seq_no is not None:
+                changes["last_seq_no"] = seq_no
+            if offline and not row["offline"]:
+                changes["offline"] = True
+            if id_tag and not row["id_tag"]:
+                changes.update(id_tag=id_tag, user_id=auth.user_id)
+                if auth.vin and not row["vin"]:
+                    changes.update(vin=auth.vin, linked_by="id_tag")
+            if end is not None:
+                stop_ms, meter_stop, reason = end
+                current = {**row, **changes}
+                meter_last = meter_stop if meter_stop is not None else current["meter_last_wh"]
+                changes.update(
+                    status=ENDED,
+                    stop_ms=stop_ms,
+                    stop_reason=reason,
+                    meter_last_wh=meter_last,
+                    energy_wh=max(0.0, meter_last - current["meter_start_wh"]),
+                )
+                changes.update(await self._final_figures(conn, {**current, **changes}))
+            changes["updated_ms"] = _now_ms()
+            await conn.execute(update(ChargeSession).where(ChargeSession.id == row["id"]).values(**changes))
+            new = {**row, **changes}
+            return SessionRef(row["id"], transaction_id, new["status"], auth), new, True
+
+        result = await self._store.store(write)
+        if result is None:
+            return None
+        ref, row, changed = result
+        if changed:
+            if end is not None:
+                self._bus.publish(
+                    ChargeSessionEnded(
+                        station_id, transaction_id, row["vin"], row["stop_ms"], row["energy_wh"], row["cost"]
+                    )
+                )
+            else:
+                self._updated(station_id, transaction_id, row)
+        return ref
+
+    async def _final_figures(self, conn: AsyncConnection, row: dict[str, Any]) -> dict[str, Any]:
+        """Cost from the tariff snapshot and the meter samples; the car's own battery energy."""
+        out: dict[str, Any] = {}
+        if row["tariff"]:
+            tariff = Tariff.from_dict(orjson.loads(row["tariff"]))
+            samples = [
+                (int(ts), float(e))
+                for ts, e in (
+                    await conn.execute(
+                        select(MeterSample.ts_ms, MeterSample.energy_wh)
+                        .where(MeterSample.session_id == row["id"])
+                        .order_by(MeterSample.ts_ms)
+                    )
+                ).all()
+            ]
+            samples = [
+                (row["start_ms"], row["meter_start_wh"]),
+                *samples,
+                (row["stop_ms"], row["meter_last_wh"]),
+            ]
+            samples = _monotonic(samples, row["start_ms"], row["stop_ms"])
+            breakdown = session_cost(tariff, samples, row["start_ms"], row["stop_ms"])
+            out.update(
+                cost=str(breakdown.total),
+                currency=breakdown.currency,
+                cost_breakdown=orjson.dumps(
+                    {
+                        "energy": str(breakdown.energy),
+                        "time": str(breakdown.time),
+                        "idle": str(breakdown.idle),
+                        "session": str(breakdown.session),
+                        "total": str(breakdown.total),
+                        "idle_minutes": round(breakdown.idle_minutes, 1),
+                    }
+                ).decode(),
+            )
+        if row["vin"] and row["car_energy_start_kwh"] is not None:
+            now = self._vehicles.charged_energy_kwh(row["vin"])
+            if now is not None:
+                out["car_energy_wh"] = round(max(0.0, now - row["car_energy_start_kwh"]) * 1000, 1)
+        return out
+
+    def _updated(self, station_id: str, transaction_id: str, row: dict[str, Any]) -> None:
+        self._bus.publish(
+            ChargeSessionUpdated(
+                station_id, transaction_id, row["vin"], row["energy_wh"], row["power_w"], row["soc_last"]
+            )
+        )
+
+    # --- queries ---
+
+    async def search(
+        self,
+        user: User | None,
+        *,
+        station: str | None = None,
+        vin: str | None = None,
+        status: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        own_station_ids: Sequence[str] = (),
+        own_vins: Sequence[str] = (),
+        limit: int = 1000,
+    ) -> list[ChargeSession]:
+        """Sessions newest first, filtered; an owner (`user` not None) sees only theirs."""
+        q = (
+            select(ChargeSession)
+            .order_by(ChargeSession.start_ms.desc(), ChargeSession.id.desc())
+            .limit(limit)
+        )
+        if user is not None:
+            mine = [ChargeSession.user_id == user.id]
+            if own_station_ids:
+                mine.append(ChargeSession.station_id.in_(own_station_ids))
+            if own_vins:
+                mine.append(ChargeSession.vin.in_(own_vins))
+            q = q.where(or_(*mine))
+        if station:
+            q = q.where(ChargeSession.station_id == station)
+        if vin:
+            q = q.where(ChargeSession.vin == vin.upper())
+        if status:
+            q = q.where(ChargeSession.status == status)
+        if since_ms is not None:
+            q = q.where(ChargeSession.start_ms >= since_ms)
+        if until_ms is not None:
+            q = q.where(ChargeSession.start_ms < until_ms)
+        async with self._sessions() as s:
+            return list((await s.execute(q)).scalars())
+
+    async def get(self, session_id: int) -> ChargeSession:
+        """One session, or NotFound."""
+        async with self._sessions() as s:
+            row: ChargeSession | None = await s.get(ChargeSession, session_id)
+        if row is None:
+            raise NotFound(f"no charging session {session_id}")
+        return row
+
+    async def samples(self, session_id: int) -> list[MeterSample]:
+        """A session's meter readings, oldest first."""
+        async with self._sessions() as s:
+            q = select(MeterSample).where(MeterSample.session_id == session_id).order_by(MeterSample.ts_ms)
+            return list((await s.execute(q)).scalars())
+
+    async def active_on(self, station_id: str) -> list[ChargeSession]:
+        """The station's open sessions."""
+        async with self._sessions() as s:
+            q = select(ChargeSession).where(
+                and_(ChargeSession.station_id == station_id, ChargeSession.status == ACTIVE)
+            )
+            return list((await s.execute(q)).scalars())
+
+
+_COLUMNS = (
+    ChargeSession.id,
+    ChargeSession.status,
+    ChargeSession.last_seq_no,
+    ChargeSession.offline,
+    ChargeSession.id_tag,
+    ChargeSession.vin,
+    ChargeSession.start_ms,
+    ChargeSession.meter_start_wh,
+    ChargeSession.meter_last_wh,
+    ChargeSession.energy_wh,
+    ChargeSession.power_w,
+    ChargeSession.soc_start,
+    ChargeSession.soc_last,
+    ChargeSession.tariff,
+    ChargeSession.cost,
+    ChargeSession.car_energy_start_kwh,
+)
+_LAST_TS = "_last_ts"
+
+
+async def _find(conn: AsyncConnection, station_id: str, transaction_id: str) -> dict[str, Any] | None:
+    row = (
+        await conn.execute(
+            select(*_COLUMNS).where(
+                and_(ChargeSession.station_id == station_id, ChargeSession.transaction_id == transaction_id)
+            )
+        )
+    ).first()
+    return dict(row._mapping) if row is not None else None
+
+
+async def _store_readings(conn: AsyncConnection, session_id: int, readings: Sequence[Reading]) -> None:
+    rows = [
+        {
+            "session_id": session_id,
+            "ts_ms": r.ts_ms,
+            "energy_wh": r.energy_wh,
+            "power_w": r.power_w,
+            "soc": r.soc,
+        }
+        for r in readings
+        if r.energy_wh is not None
+    ]
+    # one row per timestamp: a replayed reading is not stored twice
+    unique = list({r["ts_ms"]: r for r in rows}.values())
+    await insert_ignoring_duplicates(conn, MeterSample, unique)
+
+
+def _progress(row: dict[str, Any], readings: Sequence[Reading]) -> dict[str, Any]:
+    """Column changes from new readings: the register only moves forward (replays may come late)."""
+    changes: dict[str, Any] = {}
+    ordered = sorted(readings, key=lambda r: r.ts_ms)
+    energies = [r.energy_wh for r in ordered if r.energy_wh is not None and math.isfinite(r.energy_wh)]
+    if energies and max(energies) > row["meter_last_wh"]:
+        changes["meter_last_wh"] = max(energies)
+        changes["energy_wh"] = max(0.0, changes["meter_last_wh"] - row["meter_start_wh"])
+    powers = [r.power_w for r in ordered if r.power_w is not None]
+    if powers:
+        changes["power_w"] = powers[-1]
+    socs = [r.soc for r in ordered if r.soc is not None]
+    if socs:
+        changes["soc_last"] = socs[-1]
+        if row["soc_start"] is None:
+            changes["soc_start"] = socs[0]
+    return changes
+
+
+def _monotonic(samples: list[tuple[int, float]], start_ms: int, stop_ms: int) -> list[tuple[int, float]]:
+    """Readings inside the session, sorted, the register never going back (a meter reset is not energy)."""
+    out: list[tuple[int, float]] = []
+    for ts, e in sorted(samples):
+        ts = min(max(ts, start_ms), stop_ms)
+        if out and e < out[-1][1]:
+            e = out[-1][1]
+        if out and ts == out[-1][0]:
+            out[-1] = (ts, max(e, out[-1][1]))
+        else:
+            out.append((ts, e))
+    return out
+
+
+def money(value: str | None) -> Decimal | None:
+    """A stored cost as a Decimal."""
+    return Decimal(value) if value is not None else None

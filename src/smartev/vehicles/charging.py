@@ -1,0 +1,64 @@
+"""What the charging context may ask about cars: whose car a VIN is, which car charges at a place, and the
+car's own count of energy charged. Answers come from the live twin, never from the history tables."""
+
+from __future__ import annotations
+
+import math
+
+from smartev.vehicles.service import Registry
+from smartev.vehicles.twin import Twin
+
+LATITUDE = "Vehicle.CurrentLocation.Latitude"
+LONGITUDE = "Vehicle.CurrentLocation.Longitude"
+IS_CHARGING = "Vehicle.Powertrain.TractionBattery.Charging.IsCharging"
+CABLE = "Vehicle.Powertrain.TractionBattery.Charging.ChargingPort.AnyPosition.IsChargingCableConnected"
+CHARGED = "Vehicle.Powertrain.TractionBattery.AccumulatedChargedEnergy"
+NEAR_M = 150.0  # a car parked at a station reports a position within this of the station's
+FRESH_MS = 15 * 60_000  # a car not heard from for this long says nothing about now
+
+
+def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in metres (haversine)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6_371_000 * math.asin(math.sqrt(a))
+
+
+class ChargingView:
+    """The vehicles context's answers to the charging context (its `VehicleLocator` port)."""
+
+    def __init__(self, registry: Registry, twin: Twin) -> None:
+        self._registry = registry
+        self._twin = twin
+
+    def owner_of(self, vin: str) -> int | None:
+        """The owner's user id of a registered car, or None."""
+        rec = self._registry.by_vin(vin)
+        return rec.owner_id if rec else None
+
+    def charging_near(self, latitude: float, longitude: float, at_ms: int) -> str | None:
+        """The VIN of the one car plugged in within NEAR_M of the place, by its own recent telemetry."""
+        found = []
+        for vehicle_id, car in self._twin.cars.items():
+            signals = car.signals
+            plugged = signals.get(CABLE) or signals.get(IS_CHARGING)
+            lat, lon = signals.get(LATITUDE), signals.get(LONGITUDE)
+            if not plugged or not plugged[0] or lat is None or lon is None:
+                continue
+            if car.last_seen_ms is None or abs(car.last_seen_ms - at_ms) > FRESH_MS:
+                continue
+            if distance_m(float(lat[0]), float(lon[0]), latitude, longitude) <= NEAR_M:
+                rec = self._registry.by_id(vehicle_id)
+                if rec is not None:
+                    found.append(rec.vin)
+        # two cars plugged in side by side: the place alone cannot tell which one charges here
+        return found[0] if len(found) == 1 else None
+
+    def charged_energy_kwh(self, vin: str) -> float | None:
+        """The car's battery counter of energy charged (kWh), or None if it never reported it."""
+        rec = self._registry.by_vin(vin)
+        if rec is None:
+            return None
+        value = self._twin.get(rec.id).signals.get(CHARGED)
+        return float(value[0]) if value is not None else None
