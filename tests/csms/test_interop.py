@@ -107,7 +107,7 @@ async def test_remote_start_and_stop_reach_an_ocpp_rpc_station(quick: Harness, p
     # the station's configuration, read and written through the API, answered in strict mode
     key = "HeartbeatInterval" if protocol == "ocpp1.6" else "OCPPCommCtrlr.HeartbeatInterval"
     r = await h.http.put(
-        f"/api/v1/stations/RPC-2/configuration", json={"values": {key: "120"}}, headers=h.auth(op)
+        "/api/v1/stations/RPC-2/configuration", json={"values": {key: "120"}}, headers=h.auth(op)
     )
     assert r.status_code == 200, r.text
     r = await h.http.post(
