@@ -36,7 +36,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal, InvalidOperation, localcontext
 from itertools import pairwise
 from typing import Any
@@ -52,7 +52,7 @@ _WH_PER_KWH = Decimal(1000)
 _ONE_DAY = timedelta(days=1)
 _ONE_MS = timedelta(milliseconds=1)
 # Far from datetime's limits, so that looking a day before and after a session never overflows.
-_MAX_MS = (datetime(9000, 1, 1, tzinfo=EPOCH.tzinfo) - EPOCH) // _ONE_MS
+_MAX_MS = (datetime(9000, 1, 1, tzinfo=UTC) - EPOCH) // _ONE_MS
 # Exact enough for any real price times any real meter; results do not depend on the caller's context.
 _ARITHMETIC = Context(prec=60)
 _CURRENCY = re.compile(r"[A-Z]{3}")
@@ -71,8 +71,9 @@ _PRICE_WORDS = {
 class TimeOfUse:
     """A time of day (and optionally days of the week) when other energy and time prices apply.
 
-    `start`/`end` are local wall-clock times in whole minutes; an `end` not after `start` wraps past
-    midnight. `weekdays` (0 = Monday) lists the days the period starts on; empty means every day.
+    `start`/`end` are local wall-clock times in whole minutes; an `end` before `start` wraps past midnight,
+    one equal to `start` makes the period 24 hours long. `weekdays` (0 = Monday) lists the days the period
+    starts on; empty means every day.
     A price left as None keeps the tariff's base price.
     """
 
@@ -315,14 +316,7 @@ def _prices_over(tariff: Tariff, start_ms: int, stop_ms: int) -> list[_Stretch]:
         _clock_change(zone, a, b) for a, b in pairwise(ordered) if _offset(zone, a) != _offset(zone, b)
     )
     spans = list(pairwise(sorted(cuts))) or [(start_ms, stop_ms)]  # a session of no time still has prices
-    stretches: list[_Stretch] = []
-    for from_ms, to_ms in spans:
-        per_kwh, per_minute = _prices_at(tariff, zone, from_ms, base)
-        if stretches and stretches[-1][2:] == (per_kwh, per_minute):
-            stretches[-1] = (stretches[-1][0], to_ms, per_kwh, per_minute)
-        else:
-            stretches.append((from_ms, to_ms, per_kwh, per_minute))
-    return stretches
+    return [(from_ms, to_ms, *_prices_at(tariff, zone, from_ms, base)) for from_ms, to_ms in spans]
 
 
 def _prices_at(
@@ -354,7 +348,7 @@ def _energy_cost(prices: list[_Stretch], from_ms: int, to_ms: int, wh: Decimal) 
 
 def _in_cents(parts: Sequence[Decimal]) -> tuple[list[Decimal], Decimal]:
     """The parts in cents adding up to their exact sum in cents (largest remainder method); and that total."""
-    total = sum(parts, _ZERO).quantize(CENT)
+    total = sum(parts, _ZERO).quantize(CENT, ROUND_HALF_UP)
     shown = [p.quantize(CENT, ROUND_FLOOR) for p in parts]
     missing = int((total - sum(shown, _ZERO)) / CENT)
     # sorted() is stable with reverse=True too, so equal remainders keep the parts' order.
