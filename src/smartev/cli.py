@@ -95,6 +95,11 @@ async def _serve(settings: Settings, on_started: Any = None) -> None:
         raise Unavailable(
             f"HTTP port {settings.http_port} is in use; choose another with --http-port or SMARTEV_HTTP_PORT"
         )
+    ocpp = settings.ocpp
+    if ocpp.enabled and ocpp.port and not _port_free(ocpp.host, ocpp.port):
+        raise Unavailable(
+            f"OCPP port {ocpp.port} is in use; choose another with --ocpp-port or SMARTEV_OCPP__PORT"
+        )
     platform = Platform(settings)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -132,11 +137,17 @@ def serve(
         str | None,
         typer.Option(help="use an external broker, e.g. mqtt://user:pass@host:1883 [env SMARTEV_MQTT_URL]"),
     ] = None,
+    ocpp_port: Annotated[
+        int | None,
+        typer.Option(
+            help="OCPP central system port, ws://host:PORT/ocpp/{station} [env SMARTEV_OCPP__PORT, 9000]"
+        ),
+    ] = None,
     database_url: DatabaseUrl = None,
     data_dir: DataDir = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run the platform: HTTP API, MQTT ingest, commands."""
+    """Run the platform: HTTP API, MQTT ingest, commands, OCPP central system."""
     from smartev.errors import SmartEVError
 
     _logging(verbose)
@@ -148,11 +159,14 @@ def serve(
         database_url=database_url,
         data_dir=data_dir,
     )
+    if ocpp_port is not None:
+        settings.ocpp.port = ocpp_port
 
     async def started(platform: Any) -> None:
+        ocpp = f", OCPP {platform.central.url}/{{station}}" if settings.ocpp.enabled else ""
         console.print(
             f"smartev serving on http://{settings.http_host}:{settings.http_port} "
-            f"(docs /docs), MQTT {platform.mqtt_public_url}, database {platform.engine.dialect.name}"
+            f"(docs /docs), MQTT {platform.mqtt_public_url}{ocpp}, database {platform.engine.dialect.name}"
         )
 
     try:
@@ -178,6 +192,7 @@ def demo(
     mqtt_port: Annotated[
         int, typer.Option(help="embedded broker port (a free one is picked if taken)")
     ] = 1883,
+    ocpp_port: Annotated[int, typer.Option(help="OCPP port (a free one is picked if taken)")] = 9000,
     data_dir: Annotated[Path, typer.Option(help="where the demo keeps its SQLite database")] = Path(
         "smartev-data"
     ),
@@ -194,6 +209,7 @@ def demo(
     host = "127.0.0.1"
     http_port = http_port if _port_free(host, http_port) else _free_port(host)
     mqtt_port = mqtt_port if _port_free(host, mqtt_port) else _free_port(host)
+    ocpp_port = ocpp_port if _port_free(host, ocpp_port) else _free_port(host)
     settings = _settings(
         http_host=host,
         http_port=http_port,
@@ -202,6 +218,7 @@ def demo(
         database_url=f"sqlite+aiosqlite:///{data_dir / 'smartev.db'}",
         data_dir=data_dir,
     )
+    settings.ocpp.host, settings.ocpp.port, settings.ocpp.enabled = host, ocpp_port, True
 
     async def started(platform: Any) -> None:
         from smartev.sim.fleet import CarIdentity, Fleet

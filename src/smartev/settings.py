@@ -43,7 +43,10 @@ class OcppSettings(BaseModel):
     response_timeout_s: float = Field(30.0, gt=0, description="how long a station may take to answer us")
     max_frame_bytes: int = Field(256 * 1024, ge=4096, description="larger frames close the connection")
     auth_failures_per_min: int = Field(
-        10, ge=1, description="failed Basic-auth attempts per station id and per address before 429"
+        10, ge=1, description="failed Basic-auth attempts per station id before 429"
+    )
+    auth_failures_per_address_per_min: int = Field(
+        100, ge=1, description="failed Basic-auth attempts per client address before 429 (NAT: keep it high)"
     )
     store_retry_s: float = Field(
         20.0, gt=0, description="how long a transaction message waits for the database before a CALLERROR"

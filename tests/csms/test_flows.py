@@ -38,11 +38,15 @@ async def _setup(h: Harness) -> tuple[str, str]:
 async def test_a_16_session_is_stored_linked_to_the_card_owner_and_priced(h: Harness) -> None:
     op, owner = await _setup(h)
     station = await register(h, op, "CP-16-1", owner="anna@example.com", tariff="standard")
-    r = await h.http.post("/api/v1/id-tags", json={"tag": "CARD-ANNA", "owner": "anna@example.com"}, headers=h.auth(op))
+    r = await h.http.post(
+        "/api/v1/id-tags", json={"tag": "CARD-ANNA", "owner": "anna@example.com"}, headers=h.auth(op)
+    )
     assert r.status_code == 201, r.text
     start = datetime.now(UTC)
     async with connected(h, "CP-16-1", station["password"]) as cp:
-        boot = await cp.call(c16.BootNotification(charge_point_model="Wallbox 11", charge_point_vendor="Acme"))
+        boot = await cp.call(
+            c16.BootNotification(charge_point_model="Wallbox 11", charge_point_vendor="Acme")
+        )
         assert boot.status == "Accepted"
         await cp.call(c16.StatusNotification(connector_id=1, error_code="NoError", status="Preparing"))
         auth = await cp.call(c16.Authorize(id_tag="CARD-ANNA"))
@@ -61,7 +65,11 @@ async def test_a_16_session_is_stored_linked_to_the_card_owner_and_priced(h: Har
                         {
                             "timestamp": ts(start, minutes=10 * (i + 1)),
                             "sampledValue": [
-                                {"value": str(energy), "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+                                {
+                                    "value": str(energy),
+                                    "measurand": "Energy.Active.Import.Register",
+                                    "unit": "Wh",
+                                },
                                 {"value": "11.0", "measurand": "Power.Active.Import", "unit": "kW"},
                                 {"value": str(40 + 10 * i), "measurand": "SoC", "unit": "Percent"},
                             ],
@@ -70,7 +78,12 @@ async def test_a_16_session_is_stored_linked_to_the_card_owner_and_priced(h: Har
                 )
             )
         stopped = await cp.call(
-            c16.StopTransaction(meter_stop=130_000, timestamp=ts(start, minutes=30), transaction_id=tx, reason="EVDisconnected")
+            c16.StopTransaction(
+                meter_stop=130_000,
+                timestamp=ts(start, minutes=30),
+                transaction_id=tx,
+                reason="EVDisconnected",
+            )
         )
         assert stopped is not None
         r = await h.http.get("/api/v1/stations/CP-16-1", headers=h.auth(owner))
@@ -96,9 +109,11 @@ async def _offline(h: Harness, station_id: str) -> bool:
 
 
 async def test_a_201_session_applies_events_once_and_in_order(h: Harness) -> None:
-    op, owner = await _setup(h)
+    op, _ = await _setup(h)
     station = await register(h, op, "CP-201-1", tariff="standard")
-    r = await h.http.post("/api/v1/id-tags", json={"tag": "CARD-B", "owner": "anna@example.com"}, headers=h.auth(op))
+    r = await h.http.post(
+        "/api/v1/id-tags", json={"tag": "CARD-B", "owner": "anna@example.com"}, headers=h.auth(op)
+    )
     start = datetime.now(UTC)
     tx = str(uuid.uuid4())
 
@@ -121,17 +136,35 @@ async def test_a_201_session_applies_events_once_and_in_order(h: Harness) -> Non
 
     async with connected(h, "CP-201-1", station["password"], "ocpp2.0.1") as cp:
         boot = await cp.call(
-            c201.BootNotification(charging_station={"model": "DC 50", "vendor_name": "Acme"}, reason="PowerUp")
+            c201.BootNotification(
+                charging_station={"model": "DC 50", "vendor_name": "Acme"}, reason="PowerUp"
+            )
         )
         assert boot.status == "Accepted"
         res = await cp.call(
-            event("Started", 0, 0, 5_000, trigger="Authorized", id_token={"id_token": "CARD-B", "type": "ISO14443"})
+            event(
+                "Started",
+                0,
+                0,
+                5_000,
+                trigger="Authorized",
+                id_token={"id_token": "CARD-B", "type": "ISO14443"},
+            )
         )
         assert res.id_token_info["status"] == "Accepted"
         await cp.call(event("Updated", 1, 10, 9_000))
         await cp.call(event("Updated", 1, 10, 9_000))  # a replay: applied once
         await cp.call(event("Updated", 2, 20, 13_000, offline=True))
-        await cp.call(event("Ended", 3, 30, 15_000, trigger="EVCommunicationLost", info={"stopped_reason": "EVDisconnected"}))
+        await cp.call(
+            event(
+                "Ended",
+                3,
+                30,
+                15_000,
+                trigger="EVCommunicationLost",
+                info={"stopped_reason": "EVDisconnected"},
+            )
+        )
         # an ended transaction is never reopened
         await cp.call(event("Updated", 4, 40, 99_000))
     r = await h.http.get("/api/v1/charging-sessions", params={"station": "CP-201-1"}, headers=h.auth(op))

@@ -20,6 +20,7 @@ from fastapi.responses import Response
 from smartev.accounts.dependencies import CurrentUser, StaffUser, is_staff
 from smartev.accounts.models import User
 from smartev.clock import datetime_to_ms, ms_to_datetime
+from smartev.csms import v16, v201
 from smartev.csms.control import ChargerControl, ChargingLimit
 from smartev.csms.models import ChargeSession
 from smartev.csms.schemas import (
@@ -31,6 +32,7 @@ from smartev.csms.schemas import (
     IdTagCreate,
     IdTagOut,
     MeterSampleOut,
+    Problem,
     RemoteStart,
     RemoteStop,
     ReservationRequest,
@@ -47,7 +49,7 @@ from smartev.csms.schemas import (
     TriggerRequest,
     UnlockRequest,
 )
-from smartev.csms.server import StationOffline
+from smartev.csms.server import StationDidNotAnswer, StationOffline
 from smartev.csms.stations import StationRecord
 from smartev.csms.tariffs import Tariff
 from smartev.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -57,6 +59,12 @@ if TYPE_CHECKING:
 
 router = APIRouter(prefix="/api/v1", tags=["charging"])
 T = TypeVar("T")
+# what a route that asks a station may answer besides its result (and 422 for a bad request)
+ASKS_STATION: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "no such station (or session), or not yours"},
+    409: {"model": Problem, "description": "the station is not connected, or refused the request"},
+    504: {"model": Problem, "description": "the station is connected but did not answer in time"},
+}
 
 
 def _platform(request: Request) -> Platform:
@@ -113,19 +121,25 @@ def _tariff_id(p: Platform, name: str | None) -> int | None:
     raise InvalidInput(f"no tariff named {name}", ("body", "tariff"))
 
 
-async def _answer(station_id: str, what: str, pending: Awaitable[T]) -> T:
-    """The station's answer, or StationOffline in words when it does not come."""
+async def _answer(station_id: str, what: str, pending: Awaitable[T], loc: tuple[str, ...] = ("body",)) -> T:
+    """The station's answer; in words when it does not come, or when the request cannot be sent to it.
+
+    The adapters raise ValueError for what the station's OCPP version cannot carry (a 2.0.1 setting that is
+    not Component.Variable, a trigger the version does not know, a tag too long): the caller's mistake (422).
+    """
     from ocpp.exceptions import OCPPError
     from websockets.exceptions import ConnectionClosed
 
     try:
         return await pending
     except TimeoutError:
-        raise StationOffline(f"station {station_id} did not answer {what} in time") from None
+        raise StationDidNotAnswer(f"station {station_id} did not answer {what} in time") from None
     except ConnectionClosed:
         raise StationOffline(f"station {station_id} disconnected before answering {what}") from None
     except OCPPError as exc:
         raise Conflict(f"station {station_id} refused {what}: {exc.code} {exc.description}") from None
+    except ValueError as exc:
+        raise InvalidInput(str(exc), loc) from None
 
 
 def _control(p: Platform, user: User, station_id: str, staff_only: bool = True) -> ChargerControl:
@@ -180,10 +194,18 @@ async def get_station(station_id: str, request: Request, user: CurrentUser) -> S
     summary="Give a station a new random password (operator); the old one stops working",
 )
 async def rotate_password(station_id: str, request: Request, _: StaffUser) -> StationPassword:
-    return StationPassword(password=await _platform(request).stations.set_password(station_id))
+    p = _platform(request)
+    password = await p.stations.set_password(station_id)
+    # a leaked password must stop working now, not at the station's next reconnect
+    p.central.disconnect(station_id, "its password was replaced")
+    return StationPassword(password=password)
 
 
-@router.get("/stations/{station_id}/configuration", summary="Read the station's configuration live")
+@router.get(
+    "/stations/{station_id}/configuration",
+    responses=ASKS_STATION,
+    summary="Read the station's configuration live",
+)
 async def get_configuration(
     station_id: str,
     request: Request,
@@ -191,17 +213,15 @@ async def get_configuration(
     key: Annotated[list[str] | None, Query(description="keys to read; all when absent")] = None,
 ) -> dict[str, Any]:
     control = _control(_platform(request), user, station_id)
-    try:
-        result: dict[str, Any] = await _answer(
-            station_id, "the configuration", control.get_configuration(key)
-        )
-    except ValueError as exc:
-        raise InvalidInput(str(exc), ("query", "key")) from None
+    result: dict[str, Any] = await _answer(
+        station_id, "the configuration", control.get_configuration(key), ("query", "key")
+    )
     return result
 
 
 @router.put(
     "/stations/{station_id}/configuration",
+    responses=ASKS_STATION,
     response_model=dict[str, str],
     summary="Write configuration keys; returns each key's status",
 )
@@ -209,16 +229,26 @@ async def set_configuration(
     station_id: str, body: ConfigurationChange, request: Request, user: CurrentUser
 ) -> dict[str, str]:
     control = _control(_platform(request), user, station_id)
-    out = {}
-    for key, value in body.values.items():
+    check = v16.check_setting if control.version == "ocpp1.6" else v201.check_setting
+    for key, value in body.values.items():  # all of them before any is sent: none or all are tried
         try:
-            out[key] = await _answer(station_id, f"setting {key}", control.set_configuration(key, value))
+            check(key, value)
         except ValueError as exc:
             raise InvalidInput(str(exc), ("body", "values", key)) from None
+    out = {}
+    for key, value in body.values.items():
+        out[key] = await _answer(
+            station_id, f"setting {key}", control.set_configuration(key, value), ("body", "values", key)
+        )
     return out
 
 
-@router.post("/stations/{station_id}/remote-start", response_model=StationAnswer, summary="Start charging")
+@router.post(
+    "/stations/{station_id}/remote-start",
+    responses=ASKS_STATION,
+    response_model=StationAnswer,
+    summary="Start charging",
+)
 async def remote_start(
     station_id: str, body: RemoteStart, request: Request, user: CurrentUser
 ) -> StationAnswer:
@@ -231,12 +261,15 @@ async def remote_start(
         tag = car.vin
     else:
         assert body.id_tag is not None
-        auth = p.charging.authorize(body.id_tag)
-        if not is_staff(user) and auth.user_id != user.id:
+        if not is_staff(user) and p.charging.authorize(body.id_tag).user_id != user.id:
             raise NotFound(f"no id tag {body.id_tag} of yours")
         tag = body.id_tag
     if not is_staff(user) and rec.owner_id != user.id:
         raise NotFound(f"no station {station_id}")
+    auth = p.charging.authorize(tag)
+    if not auth.accepted:
+        # the station would start, ask, hear this and stop again: say it now instead
+        raise Conflict(f"id tag {tag} may not charge: {auth.status}")
     control = p.central.control(rec.id)
     status_text = await _answer(
         station_id, "the remote start", control.remote_start(tag, body.evse_id, secrets.randbelow(2**31 - 1))
@@ -244,7 +277,12 @@ async def remote_start(
     return StationAnswer(status=status_text)
 
 
-@router.post("/stations/{station_id}/remote-stop", response_model=StationAnswer, summary="Stop charging")
+@router.post(
+    "/stations/{station_id}/remote-stop",
+    responses=ASKS_STATION,
+    response_model=StationAnswer,
+    summary="Stop charging",
+)
 async def remote_stop(
     station_id: str, body: RemoteStop, request: Request, user: CurrentUser
 ) -> StationAnswer:
@@ -269,13 +307,23 @@ async def remote_stop(
     return StationAnswer(status=status_text, detail={"transaction_id": active[0].transaction_id})
 
 
-@router.post("/stations/{station_id}/reset", response_model=StationAnswer, summary="Reboot the station")
+@router.post(
+    "/stations/{station_id}/reset",
+    responses=ASKS_STATION,
+    response_model=StationAnswer,
+    summary="Reboot the station",
+)
 async def reset(station_id: str, body: ResetRequest, request: Request, user: CurrentUser) -> StationAnswer:
     control = _control(_platform(request), user, station_id)
     return StationAnswer(status=await _answer(station_id, "the reset", control.reset(body.type)))
 
 
-@router.post("/stations/{station_id}/unlock", response_model=StationAnswer, summary="Release a stuck cable")
+@router.post(
+    "/stations/{station_id}/unlock",
+    responses=ASKS_STATION,
+    response_model=StationAnswer,
+    summary="Release a stuck cable",
+)
 async def unlock(station_id: str, body: UnlockRequest, request: Request, user: CurrentUser) -> StationAnswer:
     control = _control(_platform(request), user, station_id, staff_only=False)
     return StationAnswer(
@@ -284,7 +332,10 @@ async def unlock(station_id: str, body: UnlockRequest, request: Request, user: C
 
 
 @router.post(
-    "/stations/{station_id}/availability", response_model=StationAnswer, summary="In or out of service"
+    "/stations/{station_id}/availability",
+    responses=ASKS_STATION,
+    response_model=StationAnswer,
+    summary="In or out of service",
 )
 async def availability(
     station_id: str, body: AvailabilityRequest, request: Request, user: CurrentUser
@@ -297,7 +348,12 @@ async def availability(
     )
 
 
-@router.post("/stations/{station_id}/trigger", response_model=StationAnswer, summary="Ask for a message now")
+@router.post(
+    "/stations/{station_id}/trigger",
+    responses=ASKS_STATION,
+    response_model=StationAnswer,
+    summary="Ask for a message now",
+)
 async def trigger(
     station_id: str, body: TriggerRequest, request: Request, user: CurrentUser
 ) -> StationAnswer:
@@ -308,7 +364,10 @@ async def trigger(
 
 
 @router.post(
-    "/stations/{station_id}/charging-profile", response_model=StationAnswer, summary="Cap power or current"
+    "/stations/{station_id}/charging-profile",
+    responses=ASKS_STATION,
+    response_model=StationAnswer,
+    summary="Cap power or current",
 )
 async def set_charging_profile(
     station_id: str, body: ChargingProfileRequest, request: Request, user: CurrentUser
@@ -328,7 +387,10 @@ async def set_charging_profile(
 
 
 @router.delete(
-    "/stations/{station_id}/charging-profile", response_model=StationAnswer, summary="Remove power caps"
+    "/stations/{station_id}/charging-profile",
+    responses=ASKS_STATION,
+    response_model=StationAnswer,
+    summary="Remove power caps",
 )
 async def clear_charging_profile(
     station_id: str,
@@ -344,7 +406,11 @@ async def clear_charging_profile(
     )
 
 
-@router.get("/stations/{station_id}/composite-schedule", summary="The limits the station will apply")
+@router.get(
+    "/stations/{station_id}/composite-schedule",
+    responses=ASKS_STATION,
+    summary="The limits the station will apply",
+)
 async def composite_schedule(
     station_id: str,
     request: Request,
@@ -360,7 +426,12 @@ async def composite_schedule(
     return result
 
 
-@router.post("/stations/{station_id}/firmware", response_model=StationAnswer, summary="Install firmware")
+@router.post(
+    "/stations/{station_id}/firmware",
+    responses=ASKS_STATION,
+    response_model=StationAnswer,
+    summary="Install firmware",
+)
 async def update_firmware(
     station_id: str, body: FirmwareRequest, request: Request, user: CurrentUser
 ) -> StationAnswer:
@@ -375,7 +446,12 @@ async def update_firmware(
     )
 
 
-@router.post("/stations/{station_id}/reservations", response_model=StationAnswer, summary="Reserve an EVSE")
+@router.post(
+    "/stations/{station_id}/reservations",
+    responses=ASKS_STATION,
+    response_model=StationAnswer,
+    summary="Reserve an EVSE",
+)
 async def reserve(
     station_id: str, body: ReservationRequest, request: Request, user: CurrentUser
 ) -> StationAnswer:
@@ -390,7 +466,10 @@ async def reserve(
 
 
 @router.delete(
-    "/stations/{station_id}/reservations/{reservation_id}", response_model=StationAnswer, summary="Cancel it"
+    "/stations/{station_id}/reservations/{reservation_id}",
+    responses=ASKS_STATION,
+    response_model=StationAnswer,
+    summary="Cancel it",
 )
 async def cancel_reservation(
     station_id: str, reservation_id: int, request: Request, user: CurrentUser
@@ -403,6 +482,7 @@ async def cancel_reservation(
 
 @router.post(
     "/stations/{station_id}/local-list",
+    responses=ASKS_STATION,
     response_model=StationAnswer,
     summary="Push every id tag with its status to the station's local authorisation list",
 )
@@ -467,8 +547,8 @@ async def add_tariff(body: TariffCreate, request: Request, _: StaffUser) -> Tari
     p = _platform(request)
     try:
         tariff = Tariff.from_dict(body.tariff)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidInput(f"the tariff is not valid: {exc}", ("body", "tariff")) from None
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message, ("body", "tariff", *exc.loc)) from None
     tariff_id = await p.charging.add_tariff(body.name, tariff)
     return TariffOut(id=tariff_id, name=body.name, tariff=tariff.to_dict())
 
@@ -517,6 +597,16 @@ CSV_COLUMNS = (
 )  # fmt: skip
 
 
+def _csv_cell(value: Any) -> Any:
+    """A value as a spreadsheet should read it: text that would start a formula is quoted with a '."""
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        # OWASP's advice against CSV injection: station ids and id tags may start with = + - @
+        return "'" + value
+    return value
+
+
 @router.get(
     "/charging-sessions",
     response_model=list[SessionOut],
@@ -553,7 +643,7 @@ async def list_sessions(
         writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in out:
-            writer.writerow({k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()})
+            writer.writerow({k: _csv_cell(v) for k, v in row.items()})
         return Response(
             buffer.getvalue(),
             media_type="text/csv",

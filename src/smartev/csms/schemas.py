@@ -83,6 +83,12 @@ class RemoteStop(BaseModel):
     transaction_id: str | None = None
 
 
+class Problem(BaseModel):
+    """Why a request failed, in words."""
+
+    detail: str
+
+
 class StationAnswer(BaseModel):
     """What the station answered."""
 
@@ -226,7 +232,10 @@ class SessionOut(BaseModel):
     power_w: float | None
     soc_start: float | None
     soc_stop: float | None
-    stop_reason: str | None
+    stop_reason: str | None = Field(
+        description="the station's reason; DeAuthorized (Blocked) and the like when the id tag was refused, "
+        "set from the start: such a session stays active until the station stops it"
+    )
     cost: str | None
     currency: str | None
     cost_breakdown: dict[str, Any] | None

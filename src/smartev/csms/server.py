@@ -5,17 +5,20 @@ wrong passwords get 401 and nothing is created or displaced); with a certificate
 the endpoint speaks TLS. Failed attempts are counted per station id and per address; past the limit the
 answer is 429 until the minute is over. The OCPP version is chosen by subprotocol negotiation; a client
 offering neither `ocpp1.6` nor `ocpp2.0.1` is refused. A second authenticated connection with the same id
-replaces the first (a rebooted station often reconnects before its old socket times out); it is logged.
+replaces the first (a rebooted station often reconnects before its old socket times out); it is logged,
+and the old connection is closed without holding up the new one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import http
 import logging
+import math
 import ssl
-import time
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -23,16 +26,17 @@ from urllib.parse import unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, NegotiationError
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from smartev.clock import Clock
 from smartev.csms.control import ChargerControl
 from smartev.csms.link import StationLink
 from smartev.csms.runtime import Services
 from smartev.csms.v16 import Station16
 from smartev.csms.v201 import Station201
-from smartev.errors import Conflict
+from smartev.errors import Conflict, SmartEVError
 from smartev.events import StationConnectivityChanged
 from smartev.settings import OcppSettings
 
@@ -46,27 +50,72 @@ class StationOffline(Conflict):
     """The station is not connected, so it cannot be asked anything now."""
 
 
-class _Failures:
-    """Failed auth attempts per key in the current minute."""
+class StationDidNotAnswer(SmartEVError):
+    """The station is connected but did not answer in time (504: the gateway's upstream was too slow)."""
 
-    def __init__(self, limit: int) -> None:
+    status_code = 504
+
+
+class _FailedLogins:
+    """Failed Basic-auth attempts per key (a station id, an address), each counted for a minute from its
+    first failure. At the limit the key is held off until that minute is over; attempts made meanwhile are
+    refused unchecked and not counted, so a station retrying with the right password gets in on time."""
+
+    WINDOW_MS = 60_000
+
+    def __init__(self, limit: int, clock: Clock) -> None:
         self.limit = limit
-        self._window = 0
-        self._counts: dict[str, int] = defaultdict(int)
+        self._clock = clock
+        self._keys: dict[str, tuple[int, int]] = {}  # key -> (first failure of its minute, failures)
+        self._pruned_ms = 0
 
-    def _roll(self) -> None:
-        window = int(time.monotonic() // 60)
-        if window != self._window:
-            self._window, self._counts = window, defaultdict(int)
-
-    def blocked(self, *keys: str) -> bool:
-        self._roll()
-        return any(self._counts.get(k, 0) >= self.limit for k in keys)
+    def retry_after_s(self, *keys: str) -> int:
+        """Seconds until none of `keys` is held off any more; 0 when none is."""
+        now = self._clock.now_ms()
+        wait_ms = 0
+        for k in keys:
+            since, failures = self._keys.get(k, (now, 0))
+            if failures >= self.limit and since <= now:  # a clock set back ends the wait, not prolongs it
+                wait_ms = max(wait_ms, since + self.WINDOW_MS - now)
+        return math.ceil(wait_ms / 1000) if wait_ms > 0 else 0
 
     def add(self, *keys: str) -> None:
-        self._roll()
+        """Count one failed attempt against each key."""
+        now = self._clock.now_ms()
+        if now - self._pruned_ms >= self.WINDOW_MS:  # memory holds at most one minute of failures
+            self._keys = {k: v for k, v in self._keys.items() if now < v[0] + self.WINDOW_MS}
+            self._pruned_ms = now
         for k in keys:
-            self._counts[k] += 1
+            since, failures = self._keys.get(k, (now, 0))
+            if not since <= now < since + self.WINDOW_MS:
+                since, failures = now, 0
+            self._keys[k] = (since, failures + 1)
+
+
+# a handshake we refused, or a client that went away in the middle of it
+_REFUSED_OR_GONE = (InvalidHandshake, ConnectionClosed, EOFError, ConnectionError)
+
+
+class _QuietHandshakes(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The websockets library's logger, with failed handshakes (no shared subprotocol, not a websocket
+    request, bytes that are not HTTP, a client hanging up) as one INFO line: anyone who reaches the port can
+    cause them, and a misconfigured station causes one per retry, so an ERROR with a traceback each time
+    would drown the log. Anything else stays an ERROR."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        exc = sys.exc_info()[1]
+        if msg == "opening handshake failed" and isinstance(exc, _REFUSED_OR_GONE):
+            kwargs.pop("exc_info", None)
+            level, msg, args = logging.INFO, "refused a websocket handshake: %s", (_one_line(exc),)
+        super().log(level, msg, *args, **kwargs)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc)
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+        text += f"; {exc}"
+    return text.replace("\n", " ")[:300]
 
 
 def _station_id(path: str) -> str | None:
@@ -77,16 +126,24 @@ def _station_id(path: str) -> str | None:
     return station_id if station_id and "/" not in station_id else None
 
 
-def _basic_credentials(headers: Headers) -> tuple[str, str] | None:
-    value = headers.get("Authorization")
-    if not value or not value.lower().startswith("basic "):
+def _password(headers: Headers, station_id: str) -> str | None:
+    """The password of the request's one Basic credential for user `station_id`, or None.
+
+    The user name is known from the path, so an id with a colon (OCPP allows it, Basic auth splits at the
+    first colon) still logs in: whatever follows "station_id:" is the password.
+    """
+    values = headers.get_all("Authorization")
+    if len(values) != 1:
+        return None
+    scheme, _, token = values[0].strip().partition(" ")
+    if scheme.lower() != "basic":
         return None
     try:
-        decoded = base64.b64decode(value[6:].strip(), validate=True).decode("utf-8")
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         return None
-    user, sep, password = decoded.partition(":")
-    return (user, password) if sep else None
+    user = station_id + ":"
+    return decoded[len(user) :] if decoded.startswith(user) else None
 
 
 def _response(connection: ServerConnection, status: http.HTTPStatus, text: str, **headers: str) -> Response:
@@ -103,7 +160,11 @@ class CentralSystem:
         self.settings = settings
         self.services = services
         self.links: dict[str, StationLink] = {}
-        self._failures = _Failures(settings.auth_failures_per_min)
+        # per station id: guessing one station's password; per address: guessing many stations' ids. The
+        # address limit is higher: a site's stations often share one address behind NAT.
+        self._failures_id = _FailedLogins(settings.auth_failures_per_min, services.clock)
+        self._failures_ip = _FailedLogins(settings.auth_failures_per_address_per_min, services.clock)
+        self._closing: set[asyncio.Task[None]] = set()
         self._server: Server | None = None
         self.port = settings.port
         self.counters: dict[str, int] = defaultdict(int)
@@ -137,6 +198,7 @@ class CentralSystem:
             # OCPP frames are small and frequent: compression costs CPU and memory per connection
             compression=None,
             server_header=None,
+            logger=_QuietHandshakes(logging.getLogger("websockets.server")),
         )
         sockets = list(self._server.sockets)
         if sockets:
@@ -155,8 +217,6 @@ class CentralSystem:
         for p in offered:  # the station lists its preference first
             if p in SUBPROTOCOLS:
                 return p
-        from websockets.exceptions import NegotiationError
-
         self.counters["refused_subprotocol"] += 1
         raise NegotiationError(
             "offer ocpp1.6 or ocpp2.0.1 in Sec-WebSocket-Protocol (offered: %s)"
@@ -168,36 +228,42 @@ class CentralSystem:
         if station_id is None:
             return _response(connection, http.HTTPStatus.NOT_FOUND, "connect to /ocpp/{station id}")
         address = str(connection.remote_address[0]) if connection.remote_address else "?"
-        keys = (f"id:{station_id}", f"ip:{address}")
-        if self._failures.blocked(*keys):
+        retry_after = max(
+            self._failures_id.retry_after_s(station_id), self._failures_ip.retry_after_s(address)
+        )
+        if retry_after:
             self.counters["auth_rate_limited"] += 1
             return _response(
                 connection,
                 http.HTTPStatus.TOO_MANY_REQUESTS,
-                "too many failed logins, retry in a minute",
-                **{"Retry-After": "60"},
+                f"too many failed logins for this station or from this address, retry in {retry_after} s",
+                **{"Retry-After": str(retry_after)},
             )
-        credentials = _basic_credentials(request.headers)
-        if credentials is None or credentials[0] != station_id:
-            self._failures.add(*keys)
+        if not request.headers.get_all("Authorization"):
+            # Guesses nothing, so it is not counted: some clients send credentials only when challenged.
+            self.counters["auth_missing"] += 1
+            logger.info("station %r from %s: no credentials", station_id, address)
+            return self._unauthorized(connection)
+        password = _password(request.headers, station_id)
+        if password is None or not self.services.stations.authenticate(station_id, password):
+            self._failures_id.add(station_id)
+            self._failures_ip.add(address)
             self.counters["auth_failed"] += 1
-            return _response(
-                connection,
-                http.HTTPStatus.UNAUTHORIZED,
-                "send HTTP Basic auth with the station id as user name and the station's password",
-                **{"WWW-Authenticate": 'Basic realm="smartev OCPP", charset="UTF-8"'},
+            # %r: the id comes from the URL and may hold line breaks or other look-alike log text
+            logger.warning(
+                "station %r from %s: unknown id, or wrong or malformed credentials", station_id, address
             )
-        if not self.services.stations.authenticate(station_id, credentials[1]):
-            self._failures.add(*keys)
-            self.counters["auth_failed"] += 1
-            logger.warning("station %s from %s: unknown id or wrong password", station_id, address)
-            return _response(
-                connection,
-                http.HTTPStatus.UNAUTHORIZED,
-                "unknown station or wrong password",
-                **{"WWW-Authenticate": 'Basic realm="smartev OCPP", charset="UTF-8"'},
-            )
+            return self._unauthorized(connection)
         return None
+
+    @staticmethod
+    def _unauthorized(connection: ServerConnection) -> Response:
+        return _response(
+            connection,
+            http.HTTPStatus.UNAUTHORIZED,
+            "send HTTP Basic auth with the station id as user name and the station's password",
+            **{"WWW-Authenticate": 'Basic realm="smartev OCPP", charset="UTF-8"'},
+        )
 
     async def _serve(self, ws: ServerConnection) -> None:
         station_id = _station_id(ws.request.path if ws.request else "")
@@ -207,6 +273,7 @@ class CentralSystem:
             return
         link = SUBPROTOCOLS[protocol](station_id, ws, self.services)
         previous = self.links.get(station_id)
+        self.links[station_id] = link
         if previous is not None:
             logger.warning(
                 "station %s connected again from %s; its previous connection is closed",
@@ -214,8 +281,11 @@ class CentralSystem:
                 ws.remote_address,
             )
             self.counters["replaced"] += 1
-            await previous._connection.close(1000, "replaced by a new connection")
-        self.links[station_id] = link
+            # The old socket is often dead (that is why the station reconnected): its close handshake may
+            # take the whole close timeout, which the new connection must not wait for.
+            closing = asyncio.create_task(previous.disconnect("replaced by a new connection"))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
         now = self.services.clock.now_ms()
         self.services.stations.connected(station_id, protocol, now)
         self.services.bus.publish(StationConnectivityChanged(station_id, True, now))
@@ -246,6 +316,17 @@ class CentralSystem:
     def online(self, station_id: str) -> bool:
         """True while the station has a connection."""
         return station_id in self.links
+
+    def disconnect(self, station_id: str, reason: str) -> bool:
+        """Close a station's connection (e.g. its password was replaced); True if it was connected."""
+        link = self.links.get(station_id)
+        if link is None:
+            return False
+        logger.warning("closing station %r: %s", station_id, reason)
+        task = asyncio.create_task(link._connection.close(1008, reason[:120]))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        return True
 
     def stats(self) -> dict[str, Any]:
         """Connections and counters for health pages."""

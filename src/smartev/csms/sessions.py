@@ -6,6 +6,11 @@ message is answered only once it is stored. Sessions are found by (station, tran
 never reach another station's transaction. Replays are idempotent: a 1.6 StartTransaction sent again
 finds the session it opened (`start_key`), a 2.0.1 event whose seqNo was applied is skipped, and an ended
 session is never reopened.
+
+A transaction whose id tag is refused (blocked, expired, unknown) is still a transaction on the station: it
+ends it when told (StopTransactionOnInvalidId, stop reason DeAuthorized) or keeps it open without energy.
+So its session stays active until the station's stop arrives, with its real stop time and energy, and can be
+remote-stopped meanwhile; its `stop_reason` says "DeAuthorized (Blocked)" from the start.
 """
 
 from __future__ import annotations
@@ -44,8 +49,10 @@ class VehicleLocator(Protocol):
     def owner_of(self, vin: str) -> int | None:
         """The owner's user id of a registered car, or None."""
 
-    def charging_near(self, latitude: float, longitude: float, at_ms: int) -> str | None:
-        """The VIN of the one car whose telemetry says it is plugged in or charging here now, or None."""
+    def charging_near(
+        self, latitude: float, longitude: float, at_ms: int, owner_id: int | None
+    ) -> str | None:
+        """The VIN of the one car of `owner_id` whose telemetry says it is plugged in here then, or None."""
 
     def charged_energy_kwh(self, vin: str) -> float | None:
         """The car's battery counter of energy charged (kWh), or None."""
@@ -68,6 +75,7 @@ class Authorization:
     status: str  # Accepted | Invalid | Blocked | Expired
     user_id: int | None = None
     vin: str | None = None
+    expiry_ms: int | None = None  # when an accepted tag stops being valid (stations cache it until then)
 
     @property
     def accepted(self) -> bool:
@@ -83,6 +91,11 @@ class SessionRef:
     transaction_id: str
     status: str
     authorization: Authorization
+
+
+def refusal(auth: Authorization) -> str:
+    """The stop reason of a session whose id tag was refused, e.g. "DeAuthorized (Blocked)"."""
+    return f"DeAuthorized ({auth.status})"
 
 
 def new_transaction_id() -> str:
@@ -139,7 +152,7 @@ class ChargeSessions:
                 return Authorization("Blocked", known.user_id, known.vin)
             if known.expiry_ms is not None and known.expiry_ms < now_ms:
                 return Authorization("Expired", known.user_id, known.vin)
-            return Authorization("Accepted", known.user_id, known.vin)
+            return Authorization("Accepted", known.user_id, known.vin, known.expiry_ms)
         owner = self._vehicles.owner_of(tag.upper())
         if owner is not None:
             return Authorization("Accepted", owner, tag.upper())
@@ -203,6 +216,10 @@ class ChargeSessions:
         rows = [t for t in self._tags.values() if user is None or t.user_id == user.id]
         return sorted(rows, key=lambda t: t.tag)
 
+    def tag(self, tag: str) -> IdTag | None:
+        """A registered id tag (any case), or None."""
+        return self._tags.get(tag.upper())
+
     def local_list(self) -> list[tuple[str, Authorization]]:
         """Every id tag with its status, for a station's local authorisation list."""
         return [(t.tag, self.authorize(t.tag)) for t in self.tags()]
@@ -256,7 +273,9 @@ class ChargeSessions:
         auth = self.authorize(id_tag, ts_ms) if id_tag else Authorization("Accepted")
         vin, linked_by = auth.vin, "id_tag" if auth.vin else None
         if vin is None and station.latitude is not None and station.longitude is not None:
-            vin = self._vehicles.charging_near(station.latitude, station.longitude, ts_ms)
+            # whose car it may be: the card holder's, or (no card, or an anonymous one) the home charger's owner
+            owner = auth.user_id if auth.user_id is not None else station.owner_id
+            vin = self._vehicles.charging_near(station.latitude, station.longitude, ts_ms, owner)
             linked_by = "telemetry" if vin else None
         car_energy = self._vehicles.charged_energy_kwh(vin) if vin else None
         tariff = self.tariff_for(station)
@@ -287,7 +306,7 @@ class ChargeSessions:
                 user_id=auth.user_id,
                 vin=vin,
                 linked_by=linked_by,
-                status=ACTIVE if auth.accepted or not id_tag else ENDED,
+                status=ACTIVE,
                 start_ms=ts_ms,
                 meter_start_wh=meter_start or 0.0,
                 meter_last_wh=meter_start or 0.0,
@@ -300,8 +319,7 @@ class ChargeSessions:
                 remote_start_id=remote_start_id,
                 tariff=orjson.dumps(tariff.to_dict()).decode() if tariff else None,
                 currency=tariff.currency if tariff else None,
-                stop_reason=None if auth.accepted or not id_tag else f"DeAuthorized ({auth.status})",
-                stop_ms=None if auth.accepted or not id_tag else ts_ms,
+                stop_reason=None if auth.accepted or not id_tag else refusal(auth),
                 updated_ms=_now_ms(),
             )
             result = await conn.execute(insert(ChargeSession).values(**values))
@@ -450,10 +468,18 @@ class ChargeSessions:
             if id_tag and not row["id_tag"]:
                 changes.update(id_tag=id_tag, user_id=auth.user_id)
                 if auth.vin and not row["vin"]:
-                    changes.update(vin=auth.vin, linked_by="id_tag")
+                    changes.update(
+                        vin=auth.vin,
+                        linked_by="id_tag",
+                        car_energy_start_kwh=self._vehicles.charged_energy_kwh(auth.vin),
+                    )
+                if not auth.accepted:
+                    changes["stop_reason"] = refusal(auth)
             if end is not None:
                 stop_ms, meter_stop, reason = end
                 current = {**row, **changes}
+                # a refused tag is why it ended, whatever the station says
+                reason = current["stop_reason"] or reason
                 meter_last = meter_stop if meter_stop is not None else current["meter_last_wh"]
                 changes.update(
                     status=ENDED,
@@ -610,6 +636,7 @@ _COLUMNS = (
     ChargeSession.power_w,
     ChargeSession.soc_start,
     ChargeSession.soc_last,
+    ChargeSession.stop_reason,
     ChargeSession.tariff,
     ChargeSession.cost,
     ChargeSession.car_energy_start_kwh,

@@ -33,6 +33,7 @@ PASSWORD_MIN, PASSWORD_MAX = 16, 40
 # Passwords may be chosen by a person (16+ characters): stretch them more than a car's 256-bit secret,
 # while keeping a 20,000-station reconnect storm at a few seconds of CPU.
 PASSWORD_ITERATIONS = 1000
+_DUMMY_HASH = hash_device_secret(secrets.token_urlsafe(24), PASSWORD_ITERATIONS)
 
 
 @dataclass(slots=True)
@@ -220,7 +221,8 @@ class Stations:
     def authenticate(self, station_id: str, password: str) -> bool:
         """True when the station exists and the password matches its stored hash."""
         rec = self._by_id.get(station_id)
-        return rec is not None and verify_device_secret(password, rec.password_hash)
+        # an unknown id costs the same hash as a known one, so the timing does not tell which ids exist
+        return verify_device_secret(password, rec.password_hash if rec else _DUMMY_HASH) and rec is not None
 
     # --- what stations tell us (memory first, written behind) ---
 

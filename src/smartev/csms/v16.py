@@ -9,10 +9,12 @@ import logging
 from datetime import datetime
 from typing import Any
 
+import orjson
 from ocpp.routing import on
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action
 
+from smartev.clock import ms_to_datetime
 from smartev.csms.control import ChargingLimit, ResetKind, reading, rfc3339, timestamp_ms
 from smartev.csms.link import StationLink
 from smartev.csms.runtime import Services
@@ -21,8 +23,34 @@ from smartev.csms.sessions import Authorization, Reading
 logger = logging.getLogger(__name__)
 
 
+# what a 1.6 message can carry (CiString20 id tags, CiString50 keys, CiString500 values)
+ID_TAG_MAX, KEY_MAX, VALUE_MAX = 20, 50, 500
+TRIGGERS = (
+    "BootNotification",
+    "DiagnosticsStatusNotification",
+    "FirmwareStatusNotification",
+    "Heartbeat",
+    "MeterValues",
+    "StatusNotification",
+)
+
+
 def _tag_info(auth: Authorization) -> dict[str, Any]:
-    return {"status": auth.status}
+    info: dict[str, Any] = {"status": auth.status}
+    if auth.accepted and auth.expiry_ms is not None:
+        info["expiry_date"] = rfc3339(ms_to_datetime(auth.expiry_ms))  # stations cache it no longer
+    return info
+
+
+def _check_length(what: str, text: str, limit: int) -> None:
+    if len(text) > limit:
+        raise ValueError(f"OCPP 1.6 carries {what} of at most {limit} characters, not {len(text)}")
+
+
+def check_setting(key: str, value: str) -> None:
+    """ValueError unless ChangeConfiguration can carry this key and value."""
+    _check_length("configuration keys", key, KEY_MAX)
+    _check_length("configuration values", value, VALUE_MAX)
 
 
 def _readings(meter_value: list[dict[str, Any]] | None, default_ms: int) -> list[Reading]:
@@ -79,7 +107,7 @@ class Station16(StationLink):
         )
 
     @on(Action.heartbeat)
-    async def on_heartbeat(self) -> call_result.Heartbeat:
+    async def on_heartbeat(self, **_: Any) -> call_result.Heartbeat:
         self.s.stations.heartbeat(self.id, self.s.clock.now_ms())
         return call_result.Heartbeat(current_time=self.s.now_text())
 
@@ -183,6 +211,7 @@ class Station16(StationLink):
     # --- to the station (ChargerControl) ---
 
     async def remote_start(self, id_tag: str, evse_id: int | None, remote_start_id: int) -> str:
+        _check_length("id tags", id_tag, ID_TAG_MAX)
         r = await self.ask(call.RemoteStartTransaction(id_tag=id_tag, connector_id=evse_id))
         return str(r.status)
 
@@ -204,6 +233,8 @@ class Station16(StationLink):
         return str(r.status)
 
     async def get_configuration(self, keys: list[str] | None) -> dict[str, Any]:
+        for key in keys or ():
+            _check_length("configuration keys", key, KEY_MAX)
         r = await self.ask(call.GetConfiguration(key=keys))
         values = {
             item["key"]: {"value": item.get("value"), "readonly": item["readonly"]}
@@ -214,10 +245,13 @@ class Station16(StationLink):
         return {"values": values, "unknown": list(r.unknown_key or [])}
 
     async def set_configuration(self, key: str, value: str) -> str:
+        check_setting(key, value)
         r = await self.ask(call.ChangeConfiguration(key=key, value=value))
         return str(r.status)
 
     async def trigger(self, message: str, evse_id: int | None) -> str:
+        if message not in TRIGGERS:
+            raise ValueError(f"an OCPP 1.6 station can be asked for {', '.join(TRIGGERS)}; not {message!r}")
         r = await self.ask(call.TriggerMessage(requested_message=message, connector_id=evse_id))
         return str(r.status)
 
@@ -250,13 +284,18 @@ class Station16(StationLink):
         r = await self.ask(
             call.GetCompositeSchedule(connector_id=evse_id, duration=duration_s, charging_rate_unit=unit)
         )
-        return {"status": str(r.status), "schedule": r.charging_schedule, "start": r.schedule_start}
+        # the library reads this answer's numbers as Decimal (to check their one decimal place): JSON wants floats
+        schedule = (
+            orjson.loads(orjson.dumps(r.charging_schedule, default=float)) if r.charging_schedule else None
+        )
+        return {"status": str(r.status), "schedule": schedule, "start": r.schedule_start}
 
     async def update_firmware(self, location: str, retrieve_at: datetime, request_id: int) -> str:
         await self.ask(call.UpdateFirmware(location=location, retrieve_date=rfc3339(retrieve_at)))
         return "Accepted"  # 1.6's UpdateFirmware.conf has no status; progress comes as notifications
 
     async def reserve(self, reservation_id: int, evse_id: int, id_tag: str, expires_at: datetime) -> str:
+        _check_length("id tags", id_tag, ID_TAG_MAX)
         r = await self.ask(
             call.ReserveNow(
                 connector_id=evse_id,
@@ -272,7 +311,16 @@ class Station16(StationLink):
         return str(r.status)
 
     async def send_local_list(self, version: int, entries: list[tuple[str, str]]) -> str:
-        items = [{"id_tag": tag, "id_tag_info": {"status": status}} for tag, status in entries]
+        items = []
+        for tag, status in entries:
+            if len(tag) > ID_TAG_MAX:
+                logger.info(
+                    "id tag %s... is too long for OCPP 1.6: left out of %s's local list", tag[:8], self.id
+                )
+                continue
+            info = _tag_info(self.s.sessions.authorize(tag))
+            info["status"] = status
+            items.append({"id_tag": tag, "id_tag_info": info})
         r = await self.ask(
             call.SendLocalList(list_version=version, update_type="Full", local_authorization_list=items)
         )

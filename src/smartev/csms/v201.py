@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 from datetime import datetime
 from typing import Any
 
 from ocpp.routing import on
 from ocpp.v201 import call, call_result
-from ocpp.v201.enums import Action
+from ocpp.v201.enums import Action, MessageTriggerEnumType
 
+from smartev.clock import ms_to_datetime
 from smartev.csms.control import ChargingLimit, ResetKind, reading, rfc3339, timestamp_ms
 from smartev.csms.link import StationLink
+from smartev.csms.models import IdTag
 from smartev.csms.runtime import Services
 from smartev.csms.sessions import Authorization, Reading
 
@@ -27,8 +30,24 @@ logger = logging.getLogger(__name__)
 TOKEN_TYPES = {"rfid": "ISO14443", "vin": "Central", "evccid": "MacAddress", "emaid": "eMAID"}
 
 
+# what a 2.0.1 message can carry (string(50) names and instances, string(1000) values)
+NAME_MAX, VALUE_MAX = 50, 1000
+TRIGGERS = tuple(t.value for t in MessageTriggerEnumType)
+# Component[instance].Variable[instance]; names are what OCPP's device model uses: letters, digits, _ and -
+_NAME, _INSTANCE = rf"([A-Za-z0-9_-]{{1,{NAME_MAX}}})", rf"(?:\[([^\[\]]{{1,{NAME_MAX}}})\])?"
+_KEY = re.compile(rf"{_NAME}{_INSTANCE}\.{_NAME}{_INSTANCE}")
+
+
 def _token_info(auth: Authorization) -> dict[str, Any]:
-    return {"status": auth.status}
+    info: dict[str, Any] = {"status": auth.status}
+    if auth.accepted and auth.expiry_ms is not None:
+        info["cache_expiry_date_time"] = rfc3339(ms_to_datetime(auth.expiry_ms))
+    return info
+
+
+def _token(tag: str, known: IdTag | None) -> dict[str, Any]:
+    """The IdTokenType of a tag: a registered card is ISO14443 and so on by its kind; others are Central."""
+    return {"id_token": tag, "type": TOKEN_TYPES.get(known.kind, "Central") if known else "Central"}
 
 
 def _readings(meter_value: list[dict[str, Any]] | None, default_ms: int) -> list[Reading]:
@@ -50,20 +69,38 @@ def _readings(meter_value: list[dict[str, Any]] | None, default_ms: int) -> list
     return out
 
 
+def check_setting(key: str, value: str) -> None:
+    """ValueError unless SetVariables can carry this key (Component.Variable) and value."""
+    _split_key(key)
+    if len(value) > VALUE_MAX:
+        raise ValueError(f"OCPP 2.0.1 carries values of at most {VALUE_MAX} characters, not {len(value)}")
+
+
 def _variable_key(component: dict[str, Any], variable: dict[str, Any]) -> str:
-    name = f"{component['name']}.{variable['name']}"
-    if component.get("instance"):
-        name = f"{component['name']}[{component['instance']}].{variable['name']}"
-    return name
+    """Component[instance].Variable[instance], the instances only when present; `_split_key` reads it back."""
+
+    def named(item: dict[str, Any]) -> str:
+        return f"{item['name']}[{item['instance']}]" if item.get("instance") else str(item["name"])
+
+    return f"{named(component)}.{named(variable)}"
 
 
 def _split_key(key: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    component, sep, variable = key.partition(".")
-    if not sep:
+    """The ComponentType and VariableType a key names; ValueError when it is not Component.Variable."""
+    match = _KEY.fullmatch(key)
+    if match is None:
         raise ValueError(
-            f"a 2.0.1 setting is Component.Variable, e.g. OCPPCommCtrlr.HeartbeatInterval, not {key!r}"
+            "a 2.0.1 setting is Component.Variable (each up to 50 letters, digits, _ or -, optionally with "
+            f"an [instance]), e.g. OCPPCommCtrlr.HeartbeatInterval; not {key[:120]!r}"
         )
-    return {"name": component}, {"name": variable}
+    component_name, component_instance, variable_name, variable_instance = match.groups()
+    component: dict[str, Any] = {"name": component_name}
+    variable: dict[str, Any] = {"name": variable_name}
+    if component_instance:
+        component["instance"] = component_instance
+    if variable_instance:
+        variable["instance"] = variable_instance
+    return component, variable
 
 
 class Station201(StationLink):
@@ -97,7 +134,7 @@ class Station201(StationLink):
         )
 
     @on(Action.heartbeat)
-    async def on_heartbeat(self) -> call_result.Heartbeat:
+    async def on_heartbeat(self, **_: Any) -> call_result.Heartbeat:
         self.s.stations.heartbeat(self.id, self.s.clock.now_ms())
         return call_result.Heartbeat(current_time=self.s.now_text())
 
@@ -209,7 +246,7 @@ class Station201(StationLink):
     async def remote_start(self, id_tag: str, evse_id: int | None, remote_start_id: int) -> str:
         r = await self.ask(
             call.RequestStartTransaction(
-                id_token={"id_token": id_tag, "type": "Central"},
+                id_token=_token(id_tag, self.s.sessions.tag(id_tag)),
                 remote_start_id=remote_start_id,
                 evse_id=evse_id,
             )
@@ -269,6 +306,7 @@ class Station201(StationLink):
         return {"values": values, "unknown": unknown}
 
     async def set_configuration(self, key: str, value: str) -> str:
+        check_setting(key, value)
         component, variable = _split_key(key)
         r = await self.ask(
             call.SetVariables(
@@ -278,6 +316,8 @@ class Station201(StationLink):
         return str(r.set_variable_result[0]["attribute_status"])
 
     async def trigger(self, message: str, evse_id: int | None) -> str:
+        if message not in TRIGGERS:
+            raise ValueError(f"an OCPP 2.0.1 station can be asked for {', '.join(TRIGGERS)}; not {message!r}")
         r = await self.ask(
             call.TriggerMessage(requested_message=message, evse={"id": evse_id} if evse_id else None)
         )
@@ -334,7 +374,7 @@ class Station201(StationLink):
             call.ReserveNow(
                 id=reservation_id,
                 expiry_date_time=rfc3339(expires_at),
-                id_token={"id_token": id_tag, "type": "Central"},
+                id_token=_token(id_tag, self.s.sessions.tag(id_tag)),
                 evse_id=evse_id or None,
             )
         )
@@ -345,10 +385,11 @@ class Station201(StationLink):
         return str(r.status)
 
     async def send_local_list(self, version: int, entries: list[tuple[str, str]]) -> str:
-        items = [
-            {"id_token": {"id_token": tag, "type": "ISO14443"}, "id_token_info": {"status": status}}
-            for tag, status in entries
-        ]
+        items = []
+        for tag, status in entries:
+            info = _token_info(self.s.sessions.authorize(tag))
+            info["status"] = status
+            items.append({"id_token": _token(tag, self.s.sessions.tag(tag)), "id_token_info": info})
         r = await self.ask(
             call.SendLocalList(version_number=version, update_type="Full", local_authorization_list=items)
         )

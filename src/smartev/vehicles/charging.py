@@ -37,22 +37,30 @@ class ChargingView:
         rec = self._registry.by_vin(vin)
         return rec.owner_id if rec else None
 
-    def charging_near(self, latitude: float, longitude: float, at_ms: int) -> str | None:
-        """The VIN of the one car plugged in within NEAR_M of the place, by its own recent telemetry."""
+    def charging_near(
+        self, latitude: float, longitude: float, at_ms: int, owner_id: int | None
+    ) -> str | None:
+        """The VIN of the one car of `owner_id` plugged in within NEAR_M of the place, by its recent telemetry.
+
+        Only the owner's cars are candidates: a stranger's car plugged in at the next charger must not be
+        given (and shown) someone else's session. Two of the owner's cars there are ambiguous: None.
+        """
+        if owner_id is None:
+            return None
         found = []
-        for vehicle_id, car in self._twin.cars.items():
-            signals = car.signals
-            plugged = signals.get(CABLE) or signals.get(IS_CHARGING)
-            lat, lon = signals.get(LATITUDE), signals.get(LONGITUDE)
-            if not plugged or not plugged[0] or lat is None or lon is None:
+        for rec in self._registry.all():
+            if rec.owner_id != owner_id:
                 continue
-            if car.last_seen_ms is None or abs(car.last_seen_ms - at_ms) > FRESH_MS:
+            car = self._twin.cars.get(rec.id)
+            if car is None or car.last_seen_ms is None or abs(car.last_seen_ms - at_ms) > FRESH_MS:
+                continue  # a car not heard from around that time says nothing about it
+            signals = car.signals
+            plugged = any(signals.get(path, (False,))[0] is True for path in (CABLE, IS_CHARGING))
+            lat, lon = signals.get(LATITUDE), signals.get(LONGITUDE)
+            if not plugged or lat is None or lon is None:
                 continue
             if distance_m(float(lat[0]), float(lon[0]), latitude, longitude) <= NEAR_M:
-                rec = self._registry.by_id(vehicle_id)
-                if rec is not None:
-                    found.append(rec.vin)
-        # two cars plugged in side by side: the place alone cannot tell which one charges here
+                found.append(rec.vin)
         return found[0] if len(found) == 1 else None
 
     def charged_energy_kwh(self, vin: str) -> float | None:
