@@ -271,7 +271,12 @@ class Platform:
                 "online": sum(1 for c in self.twin.cars.values() if c.online),
             },
             "commands": dict(self.commands.counters),
-            "ocpp": self.central.stats(),
+            "ocpp": {
+                **self.central.stats(),
+                "writes_failing": self.charge_store.failing_since is not None,
+                "commits": self.charge_store.commits,
+                "writes": self.charge_store.writes,
+            },
         }
 
 

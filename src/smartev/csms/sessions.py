@@ -285,14 +285,17 @@ class ChargeSessions:
         tx_id = transaction_id or new_transaction_id()
 
         async def write(conn: AsyncConnection) -> tuple[SessionRef, bool]:
-            if start_key is not None:
-                found = (
-                    await conn.execute(
-                        select(ChargeSession.id, ChargeSession.transaction_id, ChargeSession.status).where(
-                            ChargeSession.start_key == start_key
-                        )
+            # A replay finds the session it opened: a 1.6 start by its start_key, a 2.0.1 one by its id (also
+            # when this very write is retried after a commit whose answer the outage swallowed).
+            if start_key is not None or transaction_id is not None:
+                q = select(ChargeSession.id, ChargeSession.transaction_id, ChargeSession.status)
+                if start_key is not None:
+                    q = q.where(ChargeSession.start_key == start_key)
+                else:
+                    q = q.where(
+                        and_(ChargeSession.station_id == station.id, ChargeSession.transaction_id == tx_id)
                     )
-                ).first()
+                found = (await conn.execute(q)).first()
                 if found is not None:
                     return SessionRef(found[0], found[1], found[2], auth), False
             values: dict[str, Any] = dict(

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smartev.db.base import Base
@@ -35,11 +35,9 @@ class _Pending:
 
 
 def _is_outage(exc: BaseException) -> bool:
-    if isinstance(exc, IntegrityError):
-        return False
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, OperationalError | OSError | ConnectionError | TimeoutError)
+    """True unless the database refused the data itself: anything else (a refused or dropped connection,
+    a timeout, a server restarting) is retried, because a stored-once guarantee must outlive outages."""
+    return not isinstance(exc, IntegrityError | DataError | ProgrammingError)
 
 
 class GroupCommit:
