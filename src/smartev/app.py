@@ -220,7 +220,6 @@ class Platform:
 
     async def stop(self) -> None:
         """Flush what is in memory and release connections."""
-        await self.central.stop()
         try:
             await asyncio.wait_for(self.stations.flush(), 5)
         except Exception as exc:
@@ -242,6 +241,11 @@ class Platform:
             try:
                 yield self
             finally:
+                # Stations first: a handler may be waiting for its commit, which needs the writer running.
+                try:
+                    await asyncio.wait_for(self.central.stop(), 10)
+                except TimeoutError:
+                    logger.warning("some station connections did not close within 10 s")
                 for task in self._tasks:
                     task.cancel()
         await self.stop()

@@ -54,7 +54,9 @@ def parse_ts(raw: Any) -> int:
             # RFC 3339 allows lower-case t and z; they are its only letters, so upper-casing is safe
             dt = datetime.fromisoformat(raw.upper())
         except ValueError:
-            raise ValueError(f"timestamp {raw[:40]!r} is not RFC 3339 (e.g. 2026-11-21T10:00:00.250Z)") from None
+            raise ValueError(
+                f"timestamp {raw[:40]!r} is not RFC 3339 (e.g. 2026-11-21T10:00:00.250Z)"
+            ) from None
         if dt.tzinfo is None:
             raise ValueError(f"timestamp {raw[:40]!r} has no timezone; add Z or an offset")
         return datetime_to_ms(dt)
@@ -73,21 +75,29 @@ def decode(
 ) -> DecodedMessage:
     """The message's valid rows and rejections; raises MessageRejected if it cannot be read at all."""
     if len(payload) > max_bytes:
-        raise MessageRejected(f"payload of {len(payload)} bytes exceeds the limit of {max_bytes}", kind="too_large")
+        raise MessageRejected(
+            f"payload of {len(payload)} bytes exceeds the limit of {max_bytes}", kind="too_large"
+        )
     try:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError:
         raise MessageRejected("payload is not valid JSON", kind="not_json") from None
     if type(doc) is not dict:
-        raise MessageRejected('payload must be a JSON object {"seq": ..., "samples": [...]}', kind="bad_shape")
+        raise MessageRejected(
+            'payload must be a JSON object {"seq": ..., "samples": [...]}', kind="bad_shape"
+        )
     seq = doc.get("seq")
     if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
-        raise MessageRejected('"seq" must be a non-negative integer that increases per message', kind="bad_shape")
+        raise MessageRejected(
+            '"seq" must be a non-negative integer that increases per message', kind="bad_shape"
+        )
     samples = doc.get("samples")
     if type(samples) is not list or not samples:
         raise MessageRejected('"samples" must be a non-empty array', seq, kind="bad_shape")
     if len(samples) > max_samples:
-        raise MessageRejected(f"{len(samples)} samples exceed the limit of {max_samples} per message", seq, "too_large")
+        raise MessageRejected(
+            f"{len(samples)} samples exceed the limit of {max_samples} per message", seq, "too_large"
+        )
 
     out = DecodedMessage(seq)
     rows, errors, signals_index = out.rows, out.errors, catalog.signals
@@ -95,14 +105,20 @@ def decode(
     for i, sample in enumerate(samples):
         where = f"samples[{i}]"
         if type(sample) is not dict:
-            errors.append({"path": where, "reason": 'each sample must be an object {"ts": ..., "signals": {...}}'})
+            errors.append(
+                {"path": where, "reason": 'each sample must be an object {"ts": ..., "signals": {...}}'}
+            )
             continue
         values = sample.get("signals")
         if type(values) is not dict:
-            errors.append({"path": f"{where}.signals", "reason": '"signals" must be an object of path: value'})
+            errors.append(
+                {"path": f"{where}.signals", "reason": '"signals" must be an object of path: value'}
+            )
             continue
         if len(values) > max_signals:
-            errors.append({"path": f"{where}.signals", "reason": f"more than {max_signals} signals in one sample"})
+            errors.append(
+                {"path": f"{where}.signals", "reason": f"more than {max_signals} signals in one sample"}
+            )
             continue
         try:
             ts = parse_ts(sample.get("ts"))
