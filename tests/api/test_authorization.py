@@ -17,31 +17,64 @@ from __future__ import annotations
 import asyncio
 import random
 import tempfile
+import time
 from collections.abc import AsyncIterator
-from contextlib import suppress
+from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 
+from csms.helpers import connected
 from smartev.app import create_app
 from smartev.vehicles.vin import make_vin
 
-from conftest import Harness, make_settings, running_platform
+from conftest import Harness, eventually, make_settings, running_platform
 
 in_module_loop = pytest.mark.asyncio(loop_scope="module")  # the world is built once per database
 
 # How to call operations whose inputs are not ids; anything else required fails a test below.
+ST = "/api/v1/stations/{station_id}"
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/vehicles/{vin}/commands"): {"name": "honk_flash"},
+    ("POST", f"{ST}/remote-start"): {"id_tag": "TAG-ALICE"},
+    ("POST", f"{ST}/remote-stop"): {},
+    ("POST", f"{ST}/reset"): {"type": "soft"},
+    ("POST", f"{ST}/unlock"): {"evse_id": 1},
+    ("POST", f"{ST}/availability"): {"evse_id": 1, "operative": True},
+    ("POST", f"{ST}/trigger"): {"message": "Heartbeat"},
+    ("POST", f"{ST}/charging-profile"): {"limit": 7400, "unit": "W", "evse_id": 1},
+    ("POST", f"{ST}/firmware"): {"location": "https://firmware.example/cp-2.0.bin"},
+    ("POST", f"{ST}/reservations"): {
+        "id_tag": "TAG-ALICE",
+        "evse_id": 1,
+        "expires_at": "2030-01-01T00:00:00Z",
+    },
+    ("PUT", f"{ST}/configuration"): {"values": {"HeartbeatInterval": "120"}},
 }
 QUERY_VALUES: dict[str, str] = {"path": "Vehicle.Speed"}
-STAFF_ONLY = {("POST", "/api/v1/vehicles/{vin}/mqtt-credentials")}
-ID_PARAMS = {"vin", "command_id"}
+# refused by role before anything is looked up: strangers and owners alike get 403
+STAFF_ONLY = {
+    ("POST", "/api/v1/vehicles/{vin}/mqtt-credentials"),
+    ("POST", f"{ST}/password"),
+    ("POST", "/api/v1/id-tags/{tag}/block"),
+}
+# an owner may see their home charger but only operators may change it; a stranger does not learn it exists
+OPERATOR_COMMANDS = {
+    (m, f"{ST}/{tail}")
+    for m, tail in [
+        ("GET", "configuration"), ("PUT", "configuration"), ("POST", "reset"), ("POST", "availability"),
+        ("POST", "trigger"), ("POST", "charging-profile"), ("DELETE", "charging-profile"),
+        ("GET", "composite-schedule"), ("POST", "firmware"), ("POST", "reservations"),
+        ("DELETE", "reservations/{reservation_id}"), ("POST", "local-list"),
+    ]
+}  # fmt: skip
+ID_PARAMS = {"vin", "command_id", "station_id", "session_id", "tag", "reservation_id"}
 ROLES = ("anonymous", "stranger", "owner", "operator")
 
 
@@ -111,8 +144,8 @@ def expected_status(op: Operation, role: str) -> int | None:
     if role == "stranger":
         return 403 if staff_only else 404
     if role == "owner":
-        return 403 if staff_only else op.success
-    if op.read or staff_only:
+        return 403 if staff_only or op.key in OPERATOR_COMMANDS else op.success
+    if op.read or staff_only or "{vin}" not in op.path:
         return op.success
     return None
 
@@ -131,6 +164,19 @@ class Car:
     owner: str
     model: str
     command_id: str
+    station_id: str = ""
+    session_id: int = 0
+    tag: str = ""
+
+    def ids(self) -> dict[str, Any]:
+        return {
+            "vin": self.vin,
+            "command_id": self.command_id,
+            "station_id": self.station_id,
+            "session_id": self.session_id,
+            "tag": self.tag,
+            "reservation_id": 1,
+        }
 
 
 @dataclass
@@ -139,6 +185,13 @@ class World:
     app: FastAPI
     tokens: dict[str, str]
     cars: dict[str, Car]
+    stack: AsyncExitStack | None = None
+
+    async def reconnect(self, station_id: str, password: str) -> None:
+        """A new password closes the station's connection: connect it again, as its owner would."""
+        assert self.stack is not None
+        await self.stack.enter_async_context(connected(self.h, station_id, password))
+        await eventually(lambda: self.h.platform.central.online(station_id), timeout=5)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", params=["sqlite", "postgresql"])
@@ -163,14 +216,50 @@ async def world(
             )
             assert r.status_code == 202, r.text
             cars[name] = Car(vin, f"{name}@example.com", model, r.json()["id"])
-        yield World(h, create_app(platform=h.platform), tokens, cars)
+        async with AsyncExitStack() as stack:
+            for name, car in cars.items():
+                await charging_of(h, tokens["operator"], name, car, stack)
+            yield World(h, create_app(platform=h.platform), tokens, cars, stack)
+
+
+async def charging_of(h: Harness, operator: str, name: str, car: Car, stack: AsyncExitStack) -> None:
+    """The owner's home charger (connected, answering like a real station), their card, an ended session
+    and a running one."""
+    car.station_id, car.tag = f"ST-{name.upper()}", f"TAG-{name.upper()}"
+    r = await h.http.post(
+        "/api/v1/stations", json={"id": car.station_id, "owner": car.owner}, headers=h.auth(operator)
+    )
+    assert r.status_code == 201, r.text
+    password = r.json()["password"]
+    card = car.tag
+    car.tag += "-SPARE"  # the one the matrix blocks; the card keeps charging
+    for tag in (card, car.tag):
+        r = await h.http.post(
+            "/api/v1/id-tags", json={"tag": tag, "owner": car.owner}, headers=h.auth(operator)
+        )
+        assert r.status_code == 201, r.text
+    await stack.enter_async_context(connected(h, car.station_id, password))
+    station = h.platform.stations.get(car.station_id)
+    start = int(time.time() * 1000) - 3_600_000
+    ended = await h.platform.charging.start(
+        station, protocol="ocpp1.6", evse_id=1, connector_id=1, id_tag=card, meter_start_wh=0, ts_ms=start
+    )
+    await h.platform.charging.stop(
+        car.station_id, ended.transaction_id, meter_stop_wh=5000, ts_ms=start + 1_800_000, reason="Local"
+    )
+    await h.platform.charging.start(
+        station, protocol="ocpp1.6", evse_id=1, connector_id=1, id_tag=card, meter_start_wh=5000,
+        ts_ms=start + 2_000_000,
+    )  # fmt: skip
+    car.session_id = ended.id
 
 
 async def call(
-    w: World, op: Operation, token: str | None, vin: str, command_id: str
+    w: World, op: Operation, token: str | None, vin: str, command_id: str, **ids: Any
 ) -> tuple[int, dict[str, str], str]:
     """Call the operation; for an event stream only the status and headers (the stream never ends)."""
-    url = op.path.format(vin=vin, command_id=command_id)
+    alice = w.cars["alice"].ids()
+    url = op.path.format(**{**alice, "vin": vin, "command_id": command_id, **ids})
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     params = {name: QUERY_VALUES[name] for name in op.required_query}
     if op.stream:
@@ -277,10 +366,12 @@ async def test_matrix(world: World, op: Operation, role: str, status: int) -> No
     alice, bob = world.cars["alice"], world.cars["bob"]
     code, headers, text = await call(world, op, caller(world, role), alice.vin, alice.command_id)
     assert code == status, text
+    if op.key == ("POST", f"{ST}/password") and code == 200:
+        await world.reconnect(alice.station_id, orjson.loads(text)["password"])
     if 200 <= code < 300:
         if op.stream:
             assert headers["content-type"].startswith("text/event-stream")
-        for other in (bob.vin, bob.owner, bob.model, bob.command_id):
+        for other in (bob.vin, bob.owner, bob.model, bob.command_id, bob.station_id, bob.tag):
             assert other not in text  # nothing of Bob's in an answer about Alice's car
         return
     assert headers["content-type"] == "application/json"
@@ -299,10 +390,15 @@ async def test_a_strangers_car_looks_exactly_like_no_car(world: World, op: Opera
     ghost = make_vin(random.Random("a car nobody registered"))
     assert world.h.platform.registry.by_vin(ghost) is None
     token = world.tokens["bob"]
+    ghosts = {"station_id": "ST-GHOST", "session_id": 999_999, "tag": "TAG-GHOST"}
     real = await call(world, op, token, alice.vin, alice.command_id)
-    fake = await call(world, op, token, ghost, alice.command_id)
+    fake = await call(world, op, token, ghost, alice.command_id, **ghosts)
     assert real[0] == fake[0] and real[0] in (403, 404)
-    assert real[2].replace(alice.vin, "<vin>") == fake[2].replace(ghost, "<vin>")
+    real_text, fake_text = real[2].replace(alice.vin, "<vin>"), fake[2].replace(ghost, "<vin>")
+    for key, value in ghosts.items():
+        real_text = real_text.replace(str(alice.ids()[key]), f"<{key}>")
+        fake_text = fake_text.replace(str(value), f"<{key}>")
+    assert real_text == fake_text
 
 
 COMMAND_OPS = [op for op in OPERATIONS if "command_id" in op.path_params and op.read]

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import orjson
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import Response
 
 from smartev.accounts.dependencies import CurrentUser, StaffUser, is_staff
@@ -472,7 +472,10 @@ async def reserve(
     summary="Cancel it",
 )
 async def cancel_reservation(
-    station_id: str, reservation_id: int, request: Request, user: CurrentUser
+    station_id: str,
+    reservation_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    request: Request,
+    user: CurrentUser,
 ) -> StationAnswer:
     control = _control(_platform(request), user, station_id)
     return StationAnswer(
@@ -655,7 +658,9 @@ async def list_sessions(
 @router.get(
     "/charging-sessions/{session_id}", response_model=SessionDetail, summary="One session and its meter"
 )
-async def get_session(session_id: int, request: Request, user: CurrentUser) -> SessionDetail:
+async def get_session(
+    session_id: Annotated[int, Path(ge=1, le=2**31 - 1)], request: Request, user: CurrentUser
+) -> SessionDetail:
     p = _platform(request)
     row = await p.charging.get(session_id)
     if not is_staff(user):
