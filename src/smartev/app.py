@@ -63,8 +63,8 @@ class Platform:
         self.sessions = session_factory(self.engine)
         self.accounts = Accounts(self.sessions, TokenSigner(settings.resolved_secret(), settings.token_ttl_s))
         self.registry = Registry(self.engine, self.sessions, self.accounts)
-        self.stations = Stations(self.engine, self.sessions, self.accounts)
         self.charge_store = GroupCommit(self.engine, settings.ocpp.store_retry_s)
+        self.stations = Stations(self.engine, self.sessions, self.accounts, self.charge_store)
         self.broker: EmbeddedBroker | None = None
         if settings.embedded_broker:
             service_password = secrets.token_urlsafe(32)

@@ -42,6 +42,9 @@ class OcppSettings(BaseModel):
     heartbeat_interval_s: int = Field(300, ge=10, description="interval returned in BootNotification")
     response_timeout_s: float = Field(30.0, gt=0, description="how long a station may take to answer us")
     max_frame_bytes: int = Field(256 * 1024, ge=4096, description="larger frames close the connection")
+    listen_backlog: int = Field(
+        4096, ge=1, description="pending TCP connections the kernel queues (capped by net.core.somaxconn)"
+    )
     auth_failures_per_min: int = Field(
         10, ge=1, description="failed Basic-auth attempts per station id before 429"
     )

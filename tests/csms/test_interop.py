@@ -35,8 +35,7 @@ async def station(
         f"ws://127.0.0.1:{h.platform.central.port}/ocpp",
         "--id",
         station_id,
-        "--password",
-        password,
+        f"--password={password}",  # a random password may start with "-"
         "--protocol",
         protocol,
         *args,

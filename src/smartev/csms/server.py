@@ -199,6 +199,9 @@ class CentralSystem:
             compression=None,
             server_header=None,
             logger=_QuietHandshakes(logging.getLogger("websockets.server")),
+            # A reconnect storm brings thousands of handshakes at once. asyncio's default backlog of 100
+            # makes the kernel drop the rest, and each dropped station waits for TCP's retries (1 s, 3 s ...).
+            backlog=self.settings.listen_backlog,
         )
         sockets = list(self._server.sockets)
         if sockets:

@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
 from smartev.accounts.models import User
@@ -335,28 +335,21 @@ class ChargeSessions:
             self._bus.publish(ChargeSessionStarted(station.id, ref.transaction_id, vin, ts_ms))
         return ref
 
-    async def meter(self, station_id: str, transaction_id: str, readings: Sequence[Reading]) -> bool:
-        """Store meter readings of the station's own transaction; False if it has no such transaction."""
-
-        async def write(conn: AsyncConnection) -> dict[str, Any] | None:
-            row = await _find(conn, station_id, transaction_id)
-            if row is None:
-                return None
-            await _store_readings(conn, row["id"], readings)
-            if row["status"] == ENDED:
-                return row
-            changes = _progress(row, readings)
-            if changes:
-                await conn.execute(
-                    update(ChargeSession).where(ChargeSession.id == row["id"]).values(**changes)
-                )
-            return {**row, **changes}
-
-        row = await self._store.store(write)
-        if row is None:
-            return False
-        self._updated(station_id, transaction_id, row)
-        return True
+    async def meter(
+        self,
+        station_id: str,
+        transaction_id: str,
+        readings: Sequence[Reading],
+        seq_no: int | None = None,
+        offline: bool = False,
+    ) -> dict[str, Any] | None:
+        """Store meter readings of the station's own transaction (a 2.0.1 Updated event: with its seqNo, applied
+        once); returns the session's row, or None if the station has no such transaction."""
+        item = _MeterItem(station_id, transaction_id, tuple(readings), seq_no, offline)
+        row: dict[str, Any] | None = await self._store.store_item(_meter_many, item)
+        if row is not None and row.pop(_CHANGED, False):
+            self._updated(station_id, transaction_id, row)
+        return row
 
     async def stop(
         self,
@@ -398,6 +391,10 @@ class ChargeSessions:
         trigger_reason: str | None = None,
     ) -> SessionRef:
         """A 2.0.1 TransactionEvent (Started, Updated or Ended), applied once and in seqNo order."""
+        if event_type == "Updated" and not id_tag:  # the frequent one: a meter reading
+            row = await self.meter(station.id, transaction_id, readings, seq_no=seq_no, offline=offline)
+            if row is not None:
+                return SessionRef(row["id"], transaction_id, row["status"], Authorization("Accepted"))
         ref = await self._apply(
             station.id,
             transaction_id,
@@ -645,6 +642,79 @@ _COLUMNS = (
     ChargeSession.car_energy_start_kwh,
 )
 _LAST_TS = "_last_ts"
+
+
+_CHANGED = "_changed"
+_UPDATED_COLUMNS = (
+    "meter_last_wh",
+    "energy_wh",
+    "power_w",
+    "soc_start",
+    "soc_last",
+    "last_seq_no",
+    "offline",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _MeterItem:
+    station_id: str
+    transaction_id: str
+    readings: tuple[Reading, ...]
+    seq_no: int | None
+    offline: bool
+
+
+async def _meter_many(conn: AsyncConnection, items: list[_MeterItem]) -> list[dict[str, Any] | None]:
+    """Meter readings of many transactions in three statements: find them, add the readings, update them."""
+    keys = list({(i.station_id, i.transaction_id) for i in items})
+    q = select(*_COLUMNS, ChargeSession.station_id, ChargeSession.transaction_id).where(
+        tuple_(ChargeSession.station_id, ChargeSession.transaction_id).in_(keys)
+    )
+    rows = {(r.station_id, r.transaction_id): dict(r._mapping) for r in await conn.execute(q)}
+    samples: dict[tuple[int, int], dict[str, Any]] = {}
+    updates: dict[int, dict[str, Any]] = {}
+    now = _now_ms()
+    out: list[dict[str, Any] | None] = []
+    for item in items:
+        row = rows.get((item.station_id, item.transaction_id))
+        if row is None:
+            out.append(None)
+            continue
+        for r in item.readings:
+            if r.energy_wh is not None:
+                samples[(row["id"], r.ts_ms)] = {
+                    "session_id": row["id"], "ts_ms": r.ts_ms, "energy_wh": r.energy_wh,
+                    "power_w": r.power_w, "soc": r.soc,
+                }  # fmt: skip
+        replay = (
+            item.seq_no is not None and row["last_seq_no"] is not None and item.seq_no <= row["last_seq_no"]
+        )
+        if row["status"] == ENDED or replay:  # late readings are kept; the session is not changed
+            out.append(dict(row))
+            continue
+        changes = _progress(row, item.readings)
+        if item.seq_no is not None:
+            changes["last_seq_no"] = item.seq_no
+        if item.offline and not row["offline"]:
+            changes["offline"] = True
+        if changes:
+            row.update(changes)
+            updates[row["id"]] = {
+                "_id": row["id"],
+                "updated_ms": now,
+                **{c: row[c] for c in _UPDATED_COLUMNS},
+            }
+        out.append({**row, _CHANGED: bool(changes)})
+    await insert_ignoring_duplicates(conn, MeterSample, list(samples.values()))
+    if updates:
+        stmt = (
+            update(ChargeSession)
+            .where(ChargeSession.id == bindparam("_id"))
+            .values({c: bindparam(c) for c in (*_UPDATED_COLUMNS, "updated_ms")})
+        )
+        await conn.execute(stmt, list(updates.values()))
+    return out
 
 
 async def _find(conn: AsyncConnection, station_id: str, transaction_id: str) -> dict[str, Any] | None:

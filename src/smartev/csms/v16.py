@@ -162,7 +162,7 @@ class Station16(StationLink):
     ) -> call_result.MeterValues:
         readings = _readings(meter_value, self.s.clock.now_ms())
         if transaction_id is not None:
-            if not await self.s.sessions.meter(self.id, str(transaction_id), readings):
+            if await self.s.sessions.meter(self.id, str(transaction_id), readings) is None:
                 logger.warning("station %s sent meter values for a transaction it does not have", self.id)
         return call_result.MeterValues()
 
