@@ -294,6 +294,18 @@ class StationLink(ChargePoint):  # type: ignore[misc]
         logger.error("station %s: our answer to %s fails its schema: %s", self.id, call.action, error)
         return "InternalError", f"the central system could not form a valid {call.action} answer"
 
+    def accept_boot(self, vendor: str, model: str, serial: str | None, firmware: str | None) -> Any:
+        """Record what a booting station says it is; the version's Accepted answer with our interval."""
+        self.s.stations.booted(self.id, vendor, model, serial, firmware, self.s.clock.now_ms())
+        return self._call_result.BootNotification(
+            current_time=self.s.now_text(), interval=self.s.heartbeat_interval_s, status="Accepted"
+        )
+
+    def answer_heartbeat(self) -> Any:
+        """A sign of life; the version's answer with our time."""
+        self.s.stations.heartbeat(self.id, self.s.clock.now_ms())
+        return self._call_result.Heartbeat(current_time=self.s.now_text())
+
     async def _send_error(self, unique_id: str, code: str, description: str) -> None:
         await self._send(CallError(unique_id, self.error_code(code), description[:255], {}).to_json())
 

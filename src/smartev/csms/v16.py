@@ -93,23 +93,13 @@ class Station16(StationLink):
         firmware_version: str | None = None,
         **_: Any,
     ) -> call_result.BootNotification:
-        now = self.s.clock.now_ms()
-        self.s.stations.booted(
-            self.id,
-            charge_point_vendor,
-            charge_point_model,
-            charge_point_serial_number,
-            firmware_version,
-            now,
-        )
-        return call_result.BootNotification(
-            current_time=self.s.now_text(), interval=self.s.heartbeat_interval_s, status="Accepted"
+        return self.accept_boot(
+            charge_point_vendor, charge_point_model, charge_point_serial_number, firmware_version
         )
 
     @on(Action.heartbeat)
     async def on_heartbeat(self, **_: Any) -> call_result.Heartbeat:
-        self.s.stations.heartbeat(self.id, self.s.clock.now_ms())
-        return call_result.Heartbeat(current_time=self.s.now_text())
+        return self.answer_heartbeat()
 
     @on(Action.status_notification)
     async def on_status(

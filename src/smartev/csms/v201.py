@@ -121,22 +121,16 @@ class Station201(StationLink):
     async def on_boot(
         self, charging_station: dict[str, Any], reason: str, **_: Any
     ) -> call_result.BootNotification:
-        self.s.stations.booted(
-            self.id,
+        return self.accept_boot(
             charging_station["vendor_name"],
             charging_station["model"],
             charging_station.get("serial_number"),
             charging_station.get("firmware_version"),
-            self.s.clock.now_ms(),
-        )
-        return call_result.BootNotification(
-            current_time=self.s.now_text(), interval=self.s.heartbeat_interval_s, status="Accepted"
         )
 
     @on(Action.heartbeat)
     async def on_heartbeat(self, **_: Any) -> call_result.Heartbeat:
-        self.s.stations.heartbeat(self.id, self.s.clock.now_ms())
-        return call_result.Heartbeat(current_time=self.s.now_text())
+        return self.answer_heartbeat()
 
     @on(Action.status_notification)
     async def on_status(
