@@ -175,3 +175,27 @@ async def test_a_201_session_applies_events_once_and_in_order(h: Harness) -> Non
     assert session["offline"] is True
     assert session["stop_reason"] == "EVDisconnected"
     assert session["cost"] == "3.00"
+
+
+async def test_a_nan_meter_value_is_ignored_and_the_session_still_ends(h: Harness) -> None:
+    op, _ = await _setup(h)
+    station = await register(h, op, "CP-NAN")
+    await h.http.post(
+        "/api/v1/id-tags", json={"tag": "CARD-N", "owner": "anna@example.com"}, headers=h.auth(op)
+    )
+    start = datetime.now(UTC)
+    async with connected(h, "CP-NAN", station["password"]) as cp:
+        started = await cp.call(
+            c16.StartTransaction(connector_id=1, id_tag="CARD-N", meter_start=1_000, timestamp=ts(start))
+        )
+        bad = [{"timestamp": ts(start, minutes=5), "sampledValue": [{"value": "NaN"}, {"value": "inf"}]}]
+        tx = started.transaction_id
+        assert await cp.call(c16.MeterValues(connector_id=1, transaction_id=tx, meter_value=bad)) is not None
+        await cp.call(
+            c16.StopTransaction(
+                meter_stop=4_000, timestamp=ts(start, minutes=10), transaction_id=tx, transaction_data=bad
+            )
+        )
+    r = await h.http.get("/api/v1/charging-sessions", params={"station": "CP-NAN"}, headers=h.auth(op))
+    (session,) = r.json()
+    assert session["status"] == "ended" and session["energy_wh"] == 3_000

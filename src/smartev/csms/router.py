@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import orjson
 from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import Response
+from ocpp.exceptions import OCPPError
+from websockets.exceptions import ConnectionClosed
 
 from smartev.accounts.dependencies import CurrentUser, StaffUser, is_staff
 from smartev.accounts.models import User
@@ -127,9 +129,6 @@ async def _answer(station_id: str, what: str, pending: Awaitable[T], loc: tuple[
     The adapters raise ValueError for what the station's OCPP version cannot carry (a 2.0.1 setting that is
     not Component.Variable, a trigger the version does not know, a tag too long): the caller's mistake (422).
     """
-    from ocpp.exceptions import OCPPError
-    from websockets.exceptions import ConnectionClosed
-
     try:
         return await pending
     except TimeoutError:

@@ -21,11 +21,11 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import and_, bindparam, insert, or_, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
 from smartev.accounts.models import User
@@ -180,9 +180,10 @@ class ChargeSessions:
             user_id = user.id
         if vin is not None:
             vin = vin.upper()
-            if self._vehicles.owner_of(vin) is None:
+            car_owner = self._vehicles.owner_of(vin)
+            if car_owner is None:
                 raise InvalidInput(f"no registered car with VIN {vin}", ("body", "vin"))
-            user_id = user_id or self._vehicles.owner_of(vin)
+            user_id = user_id or car_owner
         if tag.upper() in self._tags:
             raise Conflict(f"id tag {tag} is registered already")
         row = IdTag(
@@ -196,7 +197,10 @@ class ChargeSessions:
         )
         async with self._sessions() as s:
             s.add(row)
-            await s.commit()
+            try:
+                await s.commit()
+            except IntegrityError:  # registered by a request running at the same time
+                raise Conflict(f"id tag {tag} is registered already") from None
             s.expunge(row)
         self._tags[tag.upper()] = row
         return row
@@ -233,7 +237,10 @@ class ChargeSessions:
         row = TariffRow(name=name, data=orjson.dumps(tariff.to_dict()).decode(), created_ms=_now_ms())
         async with self._sessions() as s:
             s.add(row)
-            await s.commit()
+            try:
+                await s.commit()
+            except IntegrityError:  # added by a request running at the same time
+                raise Conflict(f"a tariff named {name} exists already") from None
         self._tariffs[row.id] = (name, tariff)
         return row.id
 
@@ -641,7 +648,6 @@ _COLUMNS = (
     ChargeSession.cost,
     ChargeSession.car_energy_start_kwh,
 )
-_LAST_TS = "_last_ts"
 
 
 _CHANGED = "_changed"
@@ -776,8 +782,3 @@ def _monotonic(samples: list[tuple[int, float]], start_ms: int, stop_ms: int) ->
         else:
             out.append((ts, e))
     return out
-
-
-def money(value: str | None) -> Decimal | None:
-    """A stored cost as a Decimal."""
-    return Decimal(value) if value is not None else None

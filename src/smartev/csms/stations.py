@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from smartev.accounts.models import User
@@ -176,10 +177,8 @@ class Stations:
             s.add(row)
             try:
                 await s.commit()
-            except Exception as exc:
-                if "unique" in str(exc).lower() or "duplicate" in str(exc).lower():
-                    raise Conflict(f"station {station_id} is registered already") from None
-                raise
+            except IntegrityError:  # registered by a request running at the same time
+                raise Conflict(f"station {station_id} is registered already") from None
         rec = StationRecord(
             id=station_id,
             owner_id=row.owner_id,

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,6 @@ from ocpp.v16.enums import Action
 from smartev.clock import ms_to_datetime
 from smartev.csms.control import ChargingLimit, ResetKind, reading, rfc3339, timestamp_ms
 from smartev.csms.link import StationLink
-from smartev.csms.runtime import Services
 from smartev.csms.sessions import Authorization, Reading
 
 logger = logging.getLogger(__name__)
@@ -64,6 +64,9 @@ def _readings(meter_value: list[dict[str, Any]] | None, default_ms: int) -> list
                 value = float(sv["value"])
             except ValueError:
                 continue  # a value that is not a number (the schema allows any string)
+            if not math.isfinite(value):
+                continue  # "NaN" and "inf" parse as floats but are no reading
+
             values.append(
                 (sv.get("measurand", "Energy.Active.Import.Register"), sv.get("phase"), value, sv.get("unit"))
             )
@@ -78,9 +81,6 @@ class Station16(StationLink):
     _ocpp_version = "1.6"
     _call = call
     _call_result = call_result
-
-    def __init__(self, station_id: str, connection: Any, services: Services) -> None:
-        super().__init__(station_id, connection, services)
 
     # --- from the station ---
 

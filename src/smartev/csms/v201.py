@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import secrets
 from datetime import datetime
@@ -57,6 +58,8 @@ def _readings(meter_value: list[dict[str, Any]] | None, default_ms: int) -> list
         for sv in mv.get("sampled_value", []):
             unit = sv.get("unit_of_measure") or {}
             value = float(sv["value"]) * 10 ** int(unit.get("multiplier", 0))
+            if not math.isfinite(value):
+                continue
             values.append(
                 (
                     sv.get("measurand", "Energy.Active.Import.Register"),
