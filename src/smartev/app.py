@@ -8,7 +8,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -180,43 +180,41 @@ class Platform:
                 self.link.last_error,
             )
 
-    async def _housekeeping(self) -> None:
-        """Flush the twin behind memory and prune old idempotency marks."""
+    async def _every(self, period_s: float, what: str, work: Callable[[], Awaitable[Any]]) -> None:
+        """Run `work` every `period_s`; log when it starts failing and when it works again, not every retry."""
         failing = False
-        last_prune = 0
         while True:
-            await asyncio.sleep(self.settings.ingest.twin_flush_s)
-            now = self.clock.now_ms()
+            await asyncio.sleep(period_s)
             try:
-                await self.twin.flush(self.engine, now)
-                if now - last_prune > 3_600_000:
-                    async with self.engine.begin() as conn:
-                        await conn.execute(
-                            delete(TelemetryMark).where(TelemetryMark.stored_ms < now - MARKS_RETENTION_MS)
-                        )
-                    last_prune = now
+                await work()
                 if failing:
-                    logger.warning("twin flush works again")
+                    logger.warning("%s works again", what)
                 failing = False
             except Exception as exc:
                 if not failing:
-                    logger.error("twin flush failed, will retry: %s", exc)
+                    logger.error("%s failed, will retry: %s", what, exc)
                 failing = True
+
+    async def _housekeeping(self) -> None:
+        """Flush the twin behind memory and prune old idempotency marks."""
+        last_prune = 0
+
+        async def work() -> None:
+            nonlocal last_prune
+            now = self.clock.now_ms()
+            await self.twin.flush(self.engine, now)
+            if now - last_prune > 3_600_000:
+                async with self.engine.begin() as conn:
+                    await conn.execute(
+                        delete(TelemetryMark).where(TelemetryMark.stored_ms < now - MARKS_RETENTION_MS)
+                    )
+                last_prune = now
+
+        await self._every(self.settings.ingest.twin_flush_s, "twin flush", work)
 
     async def _flush_stations(self) -> None:
         """Write stations' liveness and connector status behind memory."""
-        failing = False
-        while True:
-            await asyncio.sleep(5)
-            try:
-                await self.stations.flush()
-                if failing:
-                    logger.warning("stations flush works again")
-                failing = False
-            except Exception as exc:
-                if not failing:
-                    logger.error("stations flush failed, will retry: %s", exc)
-                failing = True
+        await self._every(5, "stations flush", self.stations.flush)
 
     async def stop(self) -> None:
         """Flush what is in memory and release connections."""

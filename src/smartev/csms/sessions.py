@@ -687,12 +687,8 @@ async def _meter_many(conn: AsyncConnection, items: list[_MeterItem]) -> list[di
         if row is None:
             out.append(None)
             continue
-        for r in item.readings:
-            if r.energy_wh is not None:
-                samples[(row["id"], r.ts_ms)] = {
-                    "session_id": row["id"], "ts_ms": r.ts_ms, "energy_wh": r.energy_wh,
-                    "power_w": r.power_w, "soc": r.soc,
-                }  # fmt: skip
+        for sample in _sample_rows(row["id"], item.readings):
+            samples[(row["id"], sample["ts_ms"])] = sample
         replay = (
             item.seq_no is not None and row["last_seq_no"] is not None and item.seq_no <= row["last_seq_no"]
         )
@@ -734,8 +730,9 @@ async def _find(conn: AsyncConnection, station_id: str, transaction_id: str) -> 
     return dict(row._mapping) if row is not None else None
 
 
-async def _store_readings(conn: AsyncConnection, session_id: int, readings: Sequence[Reading]) -> None:
-    rows = [
+def _sample_rows(session_id: int, readings: Sequence[Reading]) -> list[dict[str, Any]]:
+    """Meter-sample rows of the readings that carry an energy register value."""
+    return [
         {
             "session_id": session_id,
             "ts_ms": r.ts_ms,
@@ -746,6 +743,10 @@ async def _store_readings(conn: AsyncConnection, session_id: int, readings: Sequ
         for r in readings
         if r.energy_wh is not None
     ]
+
+
+async def _store_readings(conn: AsyncConnection, session_id: int, readings: Sequence[Reading]) -> None:
+    rows = _sample_rows(session_id, readings)
     # one row per timestamp: a replayed reading is not stored twice
     unique = list({r["ts_ms"]: r for r in rows}.values())
     await insert_ignoring_duplicates(conn, MeterSample, unique)
