@@ -143,6 +143,31 @@ async def serve(platform: Platform, broker: str = "embedded") -> AsyncIterator[H
 
 
 @asynccontextmanager
+async def serve_http(platform: Platform, broker: str = "embedded") -> AsyncIterator[Harness]:
+    """Run `platform` behind a real HTTP server (uvicorn on a free port): for streams and browsers.
+
+    `h.http.base_url` is the server's address; the app's lifespan starts and stops the platform.
+    """
+    import uvicorn
+
+    app = create_app(platform=platform)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    try:
+        await eventually(lambda: server.started or serving.done(), timeout=30)
+        if serving.done():
+            serving.result()  # raises what stopped it
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            yield Harness(platform, http, broker)
+    finally:
+        server.should_exit = True
+        await serving
+
+
+@asynccontextmanager
 async def running_platform(tmp_path: Path, db: str, broker: str, **extra: Any) -> AsyncIterator[Harness]:
     """Start a platform on a fresh database with the chosen broker."""
     async with fresh_database(db, tmp_path) as url:

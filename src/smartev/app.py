@@ -44,7 +44,7 @@ from smartev.vehicles.router import router as vehicles_router
 from smartev.vehicles.service import Registry
 from smartev.vehicles.twin import Twin
 from smartev.vss import default_catalog
-from smartev.web.router import router as web_router
+from smartev.web.router import mount as mount_web
 
 logger = logging.getLogger(__name__)
 SERVICE_USERNAME = "smartev-platform"
@@ -296,6 +296,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         version=__version__,
         description="Open smart-EV platform: connected cars (COVESA VSS), live twin, history, commands.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.platform = platform
 
@@ -325,5 +327,5 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(accounts_router)
     app.include_router(vehicles_router)
     app.include_router(charging_router)
-    app.include_router(web_router)
+    mount_web(app, platform.settings.web)
     return app

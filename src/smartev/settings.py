@@ -57,6 +57,20 @@ class OcppSettings(BaseModel):
     default_tariff: str = Field("", description="name of the tariff for stations without their own")
 
 
+class WebSettings(BaseModel):
+    """The owner app and operator console (`SMARTEV_WEB__*`)."""
+
+    tile_url: str = Field(
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        description="map tile URL template ({z}/{x}/{y}); empty: maps without tiles (fully offline)",
+    )
+    tile_attribution: str = Field(
+        '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors',
+        description="attribution shown on maps, as the tile provider requires",
+    )
+    tile_max_zoom: int = Field(19, ge=1, le=24)
+
+
 class Settings(BaseSettings):
     """Settings of one platform process."""
 
@@ -89,6 +103,7 @@ class Settings(BaseSettings):
     auto_migrate: bool = Field(True, description="apply database migrations when the platform starts")
     ingest: IngestSettings = IngestSettings()
     ocpp: OcppSettings = OcppSettings()
+    web: WebSettings = WebSettings()
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:

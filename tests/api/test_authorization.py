@@ -63,7 +63,10 @@ STAFF_ONLY = {
     ("POST", "/api/v1/vehicles/{vin}/mqtt-credentials"),
     ("POST", f"{ST}/password"),
     ("POST", "/api/v1/id-tags/{tag}/block"),
+    ("GET", "/api/v1/vehicles/{vin}/telemetry-errors"),
 }
+# the caller's own things (API tokens): to anyone else, an operator too, someone's id does not exist
+OWN_ONLY_PREFIX = "/api/v1/users/me/"
 # an owner may see their home charger but only operators may change it; a stranger does not learn it exists
 OPERATOR_COMMANDS = {
     (m, f"{ST}/{tail}")
@@ -74,7 +77,7 @@ OPERATOR_COMMANDS = {
         ("DELETE", "reservations/{reservation_id}"), ("POST", "local-list"),
     ]
 }  # fmt: skip
-ID_PARAMS = {"vin", "command_id", "station_id", "session_id", "tag", "reservation_id"}
+ID_PARAMS = {"vin", "command_id", "station_id", "session_id", "tag", "reservation_id", "token_id"}
 ROLES = ("anonymous", "stranger", "owner", "operator")
 
 
@@ -145,6 +148,8 @@ def expected_status(op: Operation, role: str) -> int | None:
         return 403 if staff_only else 404
     if role == "owner":
         return 403 if staff_only or op.key in OPERATOR_COMMANDS else op.success
+    if op.path.startswith(OWN_ONLY_PREFIX):
+        return 404
     if op.read or staff_only or "{vin}" not in op.path:
         return op.success
     return None
@@ -167,6 +172,7 @@ class Car:
     station_id: str = ""
     session_id: int = 0
     tag: str = ""
+    token_id: int = 0
 
     def ids(self) -> dict[str, Any]:
         return {
@@ -176,6 +182,7 @@ class Car:
             "session_id": self.session_id,
             "tag": self.tag,
             "reservation_id": 1,
+            "token_id": self.token_id,
         }
 
 
@@ -216,6 +223,11 @@ async def world(
             )
             assert r.status_code == 202, r.text
             cars[name] = Car(vin, f"{name}@example.com", model, r.json()["id"])
+            r = await h.http.post(
+                "/api/v1/users/me/api-tokens", json={"name": f"{name}'s script"}, headers=h.auth(tokens[name])
+            )
+            assert r.status_code == 201, r.text
+            cars[name].token_id = r.json()["id"]
         async with AsyncExitStack() as stack:
             for name, car in cars.items():
                 await charging_of(h, tokens["operator"], name, car, stack)
@@ -390,7 +402,7 @@ async def test_a_strangers_car_looks_exactly_like_no_car(world: World, op: Opera
     ghost = make_vin(random.Random("a car nobody registered"))
     assert world.h.platform.registry.by_vin(ghost) is None
     token = world.tokens["bob"]
-    ghosts = {"station_id": "ST-GHOST", "session_id": 999_999, "tag": "TAG-GHOST"}
+    ghosts = {"station_id": "ST-GHOST", "session_id": 999_999, "tag": "TAG-GHOST", "token_id": 999_999}
     real = await call(world, op, token, alice.vin, alice.command_id)
     fake = await call(world, op, token, ghost, alice.command_id, **ghosts)
     assert real[0] == fake[0] and real[0] in (403, 404)

@@ -110,7 +110,7 @@ def test_serve_runs_and_answers_health(tmp_path: Path) -> None:
         assert body is not None and body["status"] == "ok", body
         assert body["broker"]["url"] == f"mqtt://127.0.0.1:{mqtt_port}"
         assert (tmp_path / "smartev.db").exists()
-        page = httpx.get(f"http://127.0.0.1:{http_port}/", timeout=2)
+        page = httpx.get(f"http://127.0.0.1:{http_port}/", timeout=2, follow_redirects=True)
         assert page.status_code == 200 and "smartev" in page.text
     finally:
         proc.terminate()

@@ -3,66 +3,51 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
-import httpx
 import orjson
-import uvicorn
 
-from smartev.app import Platform, create_app
+from smartev.app import Platform
 
-from conftest import Harness, TestCar, eventually, fresh_database, make_settings
+from conftest import TestCar, eventually, fresh_database, make_settings, serve_http
 from test_telemetry_e2e import setup_car
 
 
 async def test_owner_sees_signals_and_command_status_live(tmp_path: Path) -> None:
     async with fresh_database("sqlite", tmp_path) as url:
-        platform = Platform(make_settings(tmp_path, url, "embedded"))
-        app = create_app(platform=platform)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        serving = asyncio.create_task(server.serve())
-        try:
-            await eventually(lambda: server.started, timeout=15)
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-                h = Harness(platform, http, "embedded")
-                vin, creds, token = await setup_car(h)
-                events: list[tuple[str, dict[str, object]]] = []
+        async with serve_http(Platform(make_settings(tmp_path, url, "embedded"))) as h:
+            http = h.http
+            vin, creds, token = await setup_car(h)
+            events: list[tuple[str, dict[str, object]]] = []
 
-                async def listen() -> None:
-                    async with http.stream("GET", f"/api/v1/vehicles/{vin}/live", headers=h.auth(token)) as r:
-                        assert r.status_code == 200
-                        assert r.headers["content-type"].startswith("text/event-stream")
-                        kind = ""
-                        async for line in r.aiter_lines():
-                            if line.startswith("event: "):
-                                kind = line[7:]
-                            elif line.startswith("data: "):
-                                events.append((kind, orjson.loads(line[6:])))
+            async def listen() -> None:
+                async with http.stream("GET", f"/api/v1/vehicles/{vin}/live", headers=h.auth(token)) as r:
+                    assert r.status_code == 200
+                    assert r.headers["content-type"].startswith("text/event-stream")
+                    kind = ""
+                    async for line in r.aiter_lines():
+                        if line.startswith("event: "):
+                            kind = line[7:]
+                        elif line.startswith("data: "):
+                            events.append((kind, orjson.loads(line[6:])))
 
-                listener = asyncio.create_task(listen())
-                await asyncio.sleep(0.3)
-                host, mqtt_port = h.mqtt
-                async with TestCar(host, mqtt_port, vin, creds["mqtt_password"]) as car:
-                    await car.send(1, [{"ts": "2026-11-21T10:00:00Z", "signals": {"Vehicle.Speed": 42.0}}])
-                    await eventually(lambda: any(k == "signals" for k, _ in events))
-                    r = await http.post(
-                        f"/api/v1/vehicles/{vin}/commands", json={"name": "lock"}, headers=h.auth(token)
-                    )
-                    command_id = r.json()["id"]
-                    await eventually(
-                        lambda: any(k == "command" and d["status"] == "succeeded" for k, d in events)
-                    )
-                listener.cancel()
-                signals = next(d for k, d in events if k == "signals")["signals"]
-                assert signals["Vehicle.Speed"]["value"] == 42.0  # type: ignore[index]
-                assert any(k == "connectivity" and d["online"] is True for k, d in events)
-                assert [d["status"] for k, d in events if k == "command" and d["id"] == command_id][
-                    -1
-                ] == "succeeded"
-        finally:
-            server.should_exit = True
-            await serving
+            listener = asyncio.create_task(listen())
+            await asyncio.sleep(0.3)
+            host, mqtt_port = h.mqtt
+            async with TestCar(host, mqtt_port, vin, creds["mqtt_password"]) as car:
+                await car.send(1, [{"ts": "2026-11-21T10:00:00Z", "signals": {"Vehicle.Speed": 42.0}}])
+                await eventually(lambda: any(k == "signals" for k, _ in events))
+                r = await http.post(
+                    f"/api/v1/vehicles/{vin}/commands", json={"name": "lock"}, headers=h.auth(token)
+                )
+                command_id = r.json()["id"]
+                await eventually(
+                    lambda: any(k == "command" and d["status"] == "succeeded" for k, d in events)
+                )
+            listener.cancel()
+            signals = next(d for k, d in events if k == "signals")["signals"]
+            assert signals["Vehicle.Speed"]["value"] == 42.0  # type: ignore[index]
+            assert any(k == "connectivity" and d["online"] is True for k, d in events)
+            assert [d["status"] for k, d in events if k == "command" and d["id"] == command_id][
+                -1
+            ] == "succeeded"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Integer, String
+from sqlalchemy import BigInteger, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from smartev.db.base import Base
@@ -19,3 +19,17 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     token_epoch: Mapped[int] = mapped_column(Integer, default=0)  # bump to revoke all tokens
     created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class ApiToken(Base):
+    """A long-lived token a user made for their own scripts; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16))  # shown to tell tokens apart
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    last_used_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

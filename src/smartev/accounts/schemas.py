@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -50,3 +51,27 @@ class PasswordChange(BaseModel):
 
     current_password: str = Field(max_length=256)
     new_password: str = Field(min_length=8, max_length=256)
+
+
+class ApiTokenCreate(BaseModel):
+    """Name a new API token after what will use it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+
+
+class ApiTokenOut(BaseModel):
+    """An API token as listed (never its secret)."""
+
+    id: int
+    name: str
+    prefix: str = Field(description="the token's first characters, to tell tokens apart")
+    created_at: datetime
+    last_used_at: datetime | None = Field(description="to the minute")
+
+
+class ApiTokenCreated(ApiTokenOut):
+    """A new API token; `token` is shown only this once."""
+
+    token: str

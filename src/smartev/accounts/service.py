@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import time
 from typing import Any
 
@@ -9,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from smartev.accounts.models import User
+from smartev.accounts.models import ApiToken, User
 from smartev.accounts.schemas import Role
 from smartev.accounts.security import TokenSigner, hash_password, verify_password
 from smartev.errors import Conflict, InvalidInput, NotFound, Unauthorized
@@ -88,6 +90,8 @@ class Accounts:
 
     async def authenticate_token(self, token: str) -> User:
         """The user behind a bearer token; Unauthorized if invalid, expired or revoked."""
+        if token.startswith(API_TOKEN_PREFIX):
+            return await self._authenticate_api_token(token)
         claims = self.signer.check(token)
         user = await self.by_id(claims.user_id)
         if user is None or user.token_epoch != claims.epoch:
@@ -105,3 +109,67 @@ class Accounts:
             user.password_hash = hash_password(new)
             user.token_epoch += 1
             await s.commit()
+
+    # -- API tokens: long-lived, named, revocable; for the owner's own scripts ----------------------------
+
+    async def create_api_token(self, user_id: int, name: str) -> tuple[ApiToken, str]:
+        """A new token (its secret is returned only here); Conflict past MAX_API_TOKENS."""
+        name = name.strip()
+        if not name:
+            raise InvalidInput("give the token a name, e.g. the script that will use it", ("body", "name"))
+        secret = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        async with self._sessions() as s:
+            count = len((await s.execute(select(ApiToken.id).where(ApiToken.user_id == user_id))).all())
+            if count >= MAX_API_TOKENS:
+                raise Conflict(f"you have {count} API tokens already; revoke one you no longer use")
+            token = ApiToken(
+                user_id=user_id,
+                name=name,
+                prefix=secret[: len(API_TOKEN_PREFIX) + 4],
+                token_hash=_token_hash(secret),
+                created_ms=int(time.time() * 1000),
+            )
+            s.add(token)
+            await s.commit()
+        return token, secret
+
+    async def api_tokens(self, user_id: int) -> list[ApiToken]:
+        """The user's tokens, oldest first."""
+        async with self._sessions() as s:
+            rows = await s.execute(select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id))
+            return list(rows.scalars())
+
+    async def revoke_api_token(self, user_id: int, token_id: int) -> None:
+        """Delete one of the user's tokens; NotFound if it is not theirs."""
+        async with self._sessions() as s:
+            token = await s.get(ApiToken, token_id)
+            if token is None or token.user_id != user_id:
+                raise NotFound(f"you have no API token {token_id}")
+            await s.delete(token)
+            await s.commit()
+
+    async def _authenticate_api_token(self, secret: str) -> User:
+        now_ms = int(time.time() * 1000)
+        async with self._sessions() as s:
+            token = (
+                await s.execute(select(ApiToken).where(ApiToken.token_hash == _token_hash(secret)))
+            ).scalar_one_or_none()
+            if token is None:
+                raise Unauthorized("the API token is not valid (revoked, or mistyped)")
+            user: User | None = await s.get(User, token.user_id)
+            if user is None:
+                raise Unauthorized("the API token is not valid (revoked, or mistyped)")
+            if token.last_used_ms is None or now_ms - token.last_used_ms > LAST_USED_RESOLUTION_MS:
+                token.last_used_ms = now_ms  # written at most once a minute, not per request
+                await s.commit()
+            return user
+
+
+API_TOKEN_PREFIX = "sev_"
+MAX_API_TOKENS = 20
+LAST_USED_RESOLUTION_MS = 60_000
+
+
+def _token_hash(secret: str) -> str:
+    # a 256-bit random secret needs no slow hash: SHA-256 cannot be brute-forced back to it
+    return hashlib.sha256(secret.encode()).hexdigest()

@@ -7,6 +7,7 @@ cards and cars, and may remote-start their own charger for their own car only.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import secrets
 from collections.abc import Awaitable
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request, status
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from ocpp.exceptions import OCPPError
 from websockets.exceptions import ConnectionClosed
 
@@ -55,6 +56,14 @@ from smartev.csms.server import StationDidNotAnswer, StationOffline
 from smartev.csms.stations import StationRecord
 from smartev.csms.tariffs import Tariff
 from smartev.errors import Conflict, Forbidden, InvalidInput, NotFound
+from smartev.events import (
+    ChargeSessionEnded,
+    ChargeSessionStarted,
+    ChargeSessionUpdated,
+    ConnectorStatusChanged,
+    StationConnectivityChanged,
+)
+from smartev.web.sse import event_stream, sse
 
 if TYPE_CHECKING:
     from smartev.app import Platform
@@ -178,6 +187,47 @@ async def list_stations(request: Request, user: CurrentUser) -> list[StationOut]
     records = [r for r in p.stations.all() if is_staff(user) or r.owner_id == user.id]
     owners = await p.accounts.emails({r.owner_id for r in records if r.owner_id})
     return [_station_out(p, r, owners) for r in records]
+
+
+@router.get(
+    "/stations/live",
+    summary="Live station events (server-sent events: station, connector, session)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stations_live(request: Request, user: CurrentUser) -> StreamingResponse:
+    p = _platform(request)
+    staff = is_staff(user)
+
+    def encode(event: Any) -> bytes | None:
+        if not staff:
+            rec = p.stations.find(event.station_id)
+            if rec is None or rec.owner_id != user.id:
+                return None
+        if isinstance(event, StationConnectivityChanged):
+            return sse(
+                "station",
+                {"station_id": event.station_id, "online": event.online, "at": ms_to_datetime(event.at_ms)},
+            )
+        if isinstance(event, ConnectorStatusChanged):
+            return sse("connector", dataclasses.asdict(event))
+        status_word = {ChargeSessionStarted: "started", ChargeSessionUpdated: "updated"}.get(
+            type(event), "ended"
+        )
+        data = {k: v for k, v in dataclasses.asdict(event).items() if k != "at_ms"}
+        return sse("session", {**data, "status": status_word})
+
+    return event_stream(
+        p.bus,
+        (
+            StationConnectivityChanged,
+            ConnectorStatusChanged,
+            ChargeSessionStarted,
+            ChargeSessionUpdated,
+            ChargeSessionEnded,
+        ),
+        encode,
+    )
 
 
 @router.get("/stations/{station_id}", response_model=StationOut, summary="One station: status, connectors")

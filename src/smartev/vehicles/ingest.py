@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from smartev.clock import Clock
@@ -50,6 +52,40 @@ class Rate:
         return total / (self._window - 1)
 
 
+@dataclass(frozen=True, slots=True)
+class TelemetryError:
+    """One refused signal (or a whole message: path "") of one car."""
+
+    at_ms: int
+    seq: int | None
+    path: str
+    reason: str
+
+
+class ErrorLog:
+    """The newest refusals per car, in memory, for the operator console (bounded in cars and per car)."""
+
+    def __init__(self, per_car: int = 100, cars: int = 10_000) -> None:
+        self._per_car = per_car
+        self._cars = cars
+        self._log: OrderedDict[str, deque[TelemetryError]] = OrderedDict()
+
+    def add(self, vin: str, at_ms: int, seq: int | None, errors: Iterable[dict[str, str]]) -> None:
+        """Remember these refusals; the car whose errors are oldest is forgotten first."""
+        log = self._log.get(vin)
+        if log is None:
+            log = self._log[vin] = deque(maxlen=self._per_car)
+            if len(self._log) > self._cars:
+                self._log.popitem(last=False)
+        else:
+            self._log.move_to_end(vin)
+        log.extend(TelemetryError(at_ms, seq, e.get("path", ""), e.get("reason", "")) for e in errors)
+
+    def of(self, vin: str) -> list[TelemetryError]:
+        """This car's remembered refusals, newest first."""
+        return list(reversed(self._log.get(vin, ())))
+
+
 class Ingest:
     """Receives telemetry from cars and commits it to history and the twin."""
 
@@ -78,6 +114,7 @@ class Ingest:
         self._background: set[asyncio.Task[Any]] = set()
         self.counters: Counter[str] = Counter()
         self.rejected_signals: Counter[str] = Counter()
+        self.errors = ErrorLog()
         self.messages_rate = Rate()
         self.signals_rate = Rate()
         self.last_commit_ms: int | None = None
@@ -109,10 +146,14 @@ class Ingest:
             )
         except MessageRejected as exc:
             self.counters[f"rejected_{exc.kind}"] += 1
-            self._spawn(self._link.send_errors(vin, exc.seq, [{"path": "", "reason": exc.reason}]))
+            refused = [{"path": "", "reason": exc.reason}]
+            self.errors.add(vin, now_ms, exc.seq, refused)
+            self._spawn(self._link.send_errors(vin, exc.seq, refused))
             return
-        for err in msg.errors:
-            self.rejected_signals[_reason_kind(err["reason"])] += 1
+        if msg.errors:
+            self.errors.add(vin, now_ms, msg.seq, msg.errors)
+            for err in msg.errors:
+                self.rejected_signals[_reason_kind(err["reason"])] += 1
         vehicle_id = record.id
         storage = self._storage
         rows: list[Row] = []
@@ -198,6 +239,7 @@ class Ingest:
                 self.counters["rejected_unstorable"] += 1
                 logger.warning("the database refused one telemetry message (%s); it is rejected", exc.message)
                 reason = f"the database refused this message: {exc.message[:300]}"
+                self.errors.add(m.vin, self._clock.now_ms(), m.seq, [{"path": "", "reason": reason}])
                 self._spawn(self._link.send_errors(m.vin, m.seq, [{"path": "", "reason": reason}]))
                 return [], set()
             mid = len(batch) // 2

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
 
@@ -16,16 +13,21 @@ from smartev.accounts.dependencies import CurrentUser, StaffUser
 from smartev.clock import datetime_to_ms, ms_to_datetime
 from smartev.errors import InvalidInput
 from smartev.events import CommandStatusChanged, SignalsChanged, VehicleConnectivityChanged
-from smartev.vehicles import history
+from smartev.vehicles import fleet, history
 from smartev.vehicles.commands import CommandView
 from smartev.vehicles.schemas import (
     CommandCreate,
     CommandEventOut,
     CommandOut,
+    FleetCar,
+    FleetPage,
+    FleetPositions,
+    FleetSummary,
     History,
     HistoryPoint,
     SignalInfo,
     SignalValue,
+    TelemetryErrorOut,
     VehicleCreate,
     VehicleOut,
     VehicleRegistered,
@@ -33,6 +35,7 @@ from smartev.vehicles.schemas import (
 )
 from smartev.vehicles.service import VehicleRecord
 from smartev.vehicles.signals import decode
+from smartev.web.sse import event_stream, sse
 
 if TYPE_CHECKING:
     from smartev.app import Platform
@@ -268,34 +271,11 @@ async def rotate_credentials(vin: str, request: Request, user: StaffUser) -> Veh
 async def live(vin: str, request: Request, user: CurrentUser) -> StreamingResponse:
     p = _platform(request)
     rec = p.registry.get_for(user, vin)
-    queue: asyncio.Queue[Any] = asyncio.Queue(1000)
 
-    def put(event: Any) -> None:
-        if getattr(event, "vin", None) != rec.vin:
-            return
-        if queue.full():
-            queue.get_nowait()
-        queue.put_nowait(event)
+    def encode(event: Any) -> bytes | None:
+        return _sse(event) if event.vin == rec.vin else None
 
-    unsubscribe = [
-        p.bus.subscribe(t, put) for t in (SignalsChanged, VehicleConnectivityChanged, CommandStatusChanged)
-    ]
-
-    async def stream() -> AsyncIterator[bytes]:
-        try:
-            yield b"retry: 2000\n\n"
-            while True:
-                try:
-                    event = await asyncio.wait_for(queue.get(), 15)
-                except TimeoutError:
-                    yield b": keep-alive\n\n"
-                    continue
-                yield _sse(event)
-        finally:
-            for u in unsubscribe:
-                u()
-
-    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return event_stream(p.bus, (SignalsChanged, VehicleConnectivityChanged, CommandStatusChanged), encode)
 
 
 def _sse(event: Any) -> bytes:
@@ -311,7 +291,7 @@ def _sse(event: Any) -> bytes:
     else:
         data = {"id": event.command_id, "name": event.name, "status": event.status, "detail": event.detail}
         kind = "command"
-    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+    return sse(kind, data)
 
 
 @router.get("/signals", response_model=list[SignalInfo], summary="Search the VSS signal catalog")
@@ -334,4 +314,92 @@ async def search_signals(
             description=s.description,
         )
         for s in p.catalog.search(q, limit)
+    ]
+
+
+# -- the fleet at a glance --------------------------------------------------------------------------------
+
+
+async def _fleet_rows(p: Platform, user: CurrentUser, *, with_owners: bool) -> list[fleet.FleetRow]:
+    records = sorted(p.registry.visible_to(user), key=lambda r: r.vin)
+    owners = await p.accounts.emails({r.owner_id for r in records}) if with_owners else {}
+    return fleet.rows(records, p.twin, owners)
+
+
+@router.get(
+    "/fleet/summary", response_model=FleetSummary, summary="How many cars drive, charge, park, are offline"
+)
+async def fleet_summary(request: Request, user: CurrentUser) -> FleetSummary:
+    p = _platform(request)
+    cars = p.twin.cars
+    states = (
+        fleet.state_of(cars[r.id]) if r.id in cars else fleet.CarState.offline
+        for r in p.registry.visible_to(user)
+    )
+    return FleetSummary(**fleet.summary(states))
+
+
+@router.get(
+    "/fleet/vehicles", response_model=FleetPage, summary="The fleet table: search, filter, sort, page"
+)
+async def fleet_vehicles(
+    request: Request,
+    user: CurrentUser,
+    q: Annotated[str, Query(max_length=100, description="part of a VIN, model or owner email")] = "",
+    state: fleet.CarState | None = None,
+    sort: Annotated[str, Query(pattern="^(" + "|".join(fleet.SORT_KEYS) + ")$")] = "vin",
+    order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> FleetPage:
+    p = _platform(request)
+    chosen = fleet.select(
+        await _fleet_rows(p, user, with_owners=True), q=q, state=state, sort=sort, descending=order == "desc"
+    )
+    return FleetPage(
+        total=len(chosen),
+        items=[
+            FleetCar(
+                vin=r.record.vin,
+                model=r.record.model,
+                owner=r.owner,
+                online=r.online,
+                last_seen=ms_to_datetime(r.last_seen_ms) if r.last_seen_ms else None,
+                state=r.state.value,
+                soc=r.soc,
+                range_km=r.range_km,
+                speed=r.speed,
+                lat=r.lat,
+                lon=r.lon,
+            )
+            for r in chosen[offset : offset + limit]
+        ],
+    )
+
+
+@router.get(
+    "/fleet/positions", response_model=FleetPositions, summary="Where every car I may see is (for maps)"
+)
+async def fleet_positions(request: Request, user: CurrentUser) -> FleetPositions:
+    p = _platform(request)
+    return FleetPositions(
+        rows=[
+            [r.record.vin, r.lat, r.lon, r.state.value]
+            for r in await _fleet_rows(p, user, with_owners=False)
+            if r.lat is not None and r.lon is not None
+        ]
+    )
+
+
+@router.get(
+    "/vehicles/{vin}/telemetry-errors",
+    response_model=list[TelemetryErrorOut],
+    summary="Signals and messages of this car the platform refused, newest first (operator)",
+)
+async def telemetry_errors(vin: str, request: Request, user: StaffUser) -> list[TelemetryErrorOut]:
+    p = _platform(request)
+    rec = p.registry.get_for(user, vin)
+    return [
+        TelemetryErrorOut(at=ms_to_datetime(e.at_ms), seq=e.seq, path=e.path, reason=e.reason)
+        for e in p.ingest.errors.of(rec.vin)
     ]

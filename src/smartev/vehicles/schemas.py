@@ -117,3 +117,52 @@ class SignalInfo(BaseModel):
     max: float | None
     allowed: list[Any] | None
     description: str
+
+
+class FleetSummary(BaseModel):
+    """How many cars are in each state."""
+
+    total: int
+    online: int
+    offline: int
+    driving: int
+    charging: int
+    parked: int
+
+
+class FleetCar(BaseModel):
+    """One row of the fleet table."""
+
+    vin: str
+    model: str
+    owner: str | None
+    online: bool
+    last_seen: datetime | None
+    state: str = Field(description="driving, charging, parked or offline")
+    soc: float | None = Field(description="state of charge, %")
+    range_km: float | None
+    speed: float | None = Field(description="km/h")
+    lat: float | None
+    lon: float | None
+
+
+class FleetPage(BaseModel):
+    """A page of the fleet table and how many cars matched in all."""
+
+    total: int
+    items: list[FleetCar]
+
+
+class FleetPositions(BaseModel):
+    """Every visible car with a known position, compact for maps of many cars: [vin, lat, lon, state]."""
+
+    rows: list[list[str | float]]
+
+
+class TelemetryErrorOut(BaseModel):
+    """A signal or message the platform refused, and why."""
+
+    at: datetime
+    seq: int | None
+    path: str
+    reason: str

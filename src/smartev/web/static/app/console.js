@@ -1,0 +1,2 @@
+// console pages: coming in the next commit
+export function register(route) {}

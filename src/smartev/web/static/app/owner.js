@@ -1,0 +1,2 @@
+// owner pages: coming in the next commit
+export function register(route) {}
