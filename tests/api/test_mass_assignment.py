@@ -254,7 +254,7 @@ async def test_a_wrong_current_password_changes_nothing(world: Harness) -> None:
         json={"current_password": "a guess at it", "new_password": "a brand new password"},
         headers=h.auth(token),
     )
-    assert r.status_code == 401
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "current_password"]
     assert await get_me(h, token) == 200
     r = await h.http.post("/api/v1/auth/token", data={"username": email, "password": "a brand new password"})
     assert r.status_code == 401

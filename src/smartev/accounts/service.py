@@ -105,7 +105,8 @@ class Accounts:
             if user is None:
                 raise NotFound("no such user")
             if not verify_password(current, user.password_hash):
-                raise Unauthorized("the current password is wrong")
+                # not 401: the caller is logged in; the form's field is what is wrong
+                raise InvalidInput("the current password is wrong", ("body", "current_password"))
             user.password_hash = hash_password(new)
             user.token_epoch += 1
             await s.commit()

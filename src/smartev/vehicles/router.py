@@ -6,8 +6,9 @@ import re
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Query, Request, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from smartev.accounts.dependencies import CurrentUser, StaffUser
 from smartev.clock import datetime_to_ms, ms_to_datetime
@@ -380,15 +381,15 @@ async def fleet_vehicles(
 @router.get(
     "/fleet/positions", response_model=FleetPositions, summary="Where every car I may see is (for maps)"
 )
-async def fleet_positions(request: Request, user: CurrentUser) -> FleetPositions:
+async def fleet_positions(request: Request, user: CurrentUser) -> Response:
     p = _platform(request)
-    return FleetPositions(
-        rows=[
-            [r.record.vin, r.lat, r.lon, r.state.value]
-            for r in await _fleet_rows(p, user, with_owners=False)
-            if r.lat is not None and r.lon is not None
-        ]
-    )
+    rows = [
+        [r.record.vin, r.lat, r.lon, r.state.value]
+        for r in await _fleet_rows(p, user, with_owners=False)
+        if r.lat is not None and r.lon is not None
+    ]
+    # 10,000 rows: serialised directly (the model above documents the shape; validating it costs ~100 ms)
+    return Response(orjson.dumps({"rows": rows}), media_type="application/json")
 
 
 @router.get(

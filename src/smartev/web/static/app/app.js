@@ -7,6 +7,7 @@ import * as operator from "./console.js";
 
 const routes = [];
 let cleanup = null;
+let shown = 0; // which navigation is current: a slow page must not outlive a newer one
 export let me = null;
 
 /** Register a page: pattern like "/cars/:vin/history". */
@@ -105,6 +106,7 @@ async function loadMe() {
 }
 
 async function show() {
+  const mine = ++shown;
   if (cleanup) {
     try {
       cleanup();
@@ -130,11 +132,17 @@ async function show() {
     const params = Object.fromEntries(r.names.map((n, i) => [n, decodeURIComponent(m[i + 1])]));
     main.replaceChildren(h("p", { role: "status" }, "Loading…"));
     document.title = `${r.title || "smartev"} · smartev`;
+    let done = null;
     try {
-      cleanup = (await r.render(main, params)) || null;
+      done = (await r.render(main, params)) || null;
     } catch (err) {
-      main.replaceChildren(notice(err instanceof ApiError ? err.message : String(err), "error"));
+      if (mine === shown) main.replaceChildren(notice(err instanceof ApiError ? err.message : String(err), "error"));
     }
+    if (mine !== shown) {
+      if (done) done(); // the user has moved on while this page was loading
+      return;
+    }
+    cleanup = done;
     main.focus({ preventScroll: true });
     return;
   }
