@@ -140,6 +140,11 @@ export function stream(path, onEvent, onState = () => {}) {
 /** The web settings of this platform (tile URL ...), fetched once. */
 let configPromise = null;
 export function webConfig() {
-  if (!configPromise) configPromise = api("/api/v1/web/config");
+  if (!configPromise) {
+    configPromise = api("/api/v1/web/config").catch((err) => {
+      configPromise = null; // try again next time rather than caching the failure
+      throw err;
+    });
+  }
   return configPromise;
 }
