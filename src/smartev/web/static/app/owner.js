@@ -1,7 +1,7 @@
 // Owner app: my cars, one car live (gauge, state, map, commands), its history and charge sessions, settings.
 // Contract: /tmp/web-contract.md. Live pages keep a state object, apply events to it and redraw with perFrame,
 // touching only text nodes and attributes whose value changed.
-import { api, ApiError, stream, webConfig, setToken, token, describe } from "./api.js";
+import { api, ApiError, stream, webConfig, setToken } from "./api.js";
 import { h, notice, fmtNumber, fmtDuration, fmtTime, fmtAgo, perFrame, setText } from "./ui.js";
 import { isStaff, navigate, me } from "./app.js";
 
@@ -1174,30 +1174,12 @@ async function chargingPage(main, { vin }) {
 }
 
 // --- #/settings ----------------------------------------------------------------------------------------------
-/**
- * POST /users/me/password. Not through api(): the platform answers a wrong *current* password with 401, which
- * api() takes for an expired login and logs the user out. Here a 401 is checked against /users/me first.
- */
+/** POST /users/me/password; a wrong current password is a 422 on that field (the login stays valid). */
 async function changePassword(currentPassword, newPassword) {
-  let response;
-  try {
-    response = await fetch("/api/v1/users/me/password", {
-      method: "POST",
-      headers: { Accept: "application/json", "Content-Type": "application/json", Authorization: `Bearer ${token()}` },
-      body: JSON.stringify({ current_password: currentPassword, new_password: newPassword }),
-    });
-  } catch {
-    throw new ApiError(0, describe(0, null));
-  }
-  if (response.ok) return;
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    body = null;
-  }
-  if (response.status === 401) await api("/api/v1/users/me"); // logs out (and throws) if the login itself expired
-  throw new ApiError(response.status, describe(response.status, body));
+  await api("/api/v1/users/me/password", {
+    method: "POST",
+    body: { current_password: currentPassword, new_password: newPassword },
+  });
 }
 
 async function settingsPage(main) {
