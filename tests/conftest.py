@@ -167,6 +167,19 @@ async def serve_http(platform: Platform, broker: str = "embedded") -> AsyncItera
         await serving
 
 
+async def read_events(h: Harness, path: str, token: str, events: list[tuple[str, dict[str, Any]]]) -> None:
+    """Follow a server-sent-event stream of `h`'s real HTTP server, appending (event, data) until cancelled."""
+    async with h.http.stream("GET", path, headers=h.auth(token)) as r:
+        assert r.status_code == 200, await r.aread()
+        assert r.headers["content-type"].startswith("text/event-stream")
+        kind = ""
+        async for line in r.aiter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append((kind, orjson.loads(line[6:])))
+
+
 @asynccontextmanager
 async def running_platform(tmp_path: Path, db: str, broker: str, **extra: Any) -> AsyncIterator[Harness]:
     """Start a platform on a fresh database with the chosen broker."""

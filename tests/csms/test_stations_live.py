@@ -7,23 +7,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from csms.helpers import Transaction, boot, connected, register, status
 from smartev.app import Platform
 
-from conftest import Harness, eventually, fresh_database, make_settings, serve_http
-
-
-async def _listen(h: Harness, token: str, events: list[tuple[str, dict[str, Any]]]) -> None:
-    async with h.http.stream("GET", "/api/v1/stations/live", headers=h.auth(token)) as r:
-        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-        kind = ""
-        async for line in r.aiter_lines():
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: "):
-                events.append((kind, orjson.loads(line[6:])))
+from conftest import eventually, fresh_database, make_settings, read_events, serve_http
 
 
 async def test_operator_sees_stations_connect_and_charge_owner_only_theirs(tmp_path: Path) -> None:
@@ -40,8 +27,8 @@ async def test_operator_sees_stations_connect_and_charge_owner_only_theirs(tmp_p
             seen_by_op: list[tuple[str, dict[str, Any]]] = []
             seen_by_bob: list[tuple[str, dict[str, Any]]] = []
             listeners = [
-                asyncio.create_task(_listen(h, op, seen_by_op)),
-                asyncio.create_task(_listen(h, bob, seen_by_bob)),
+                asyncio.create_task(read_events(h, "/api/v1/stations/live", op, seen_by_op)),
+                asyncio.create_task(read_events(h, "/api/v1/stations/live", bob, seen_by_bob)),
             ]
             await asyncio.sleep(0.3)
             try:

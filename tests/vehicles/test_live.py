@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-
-import orjson
+from typing import Any
 
 from smartev.app import Platform
 
-from conftest import TestCar, eventually, fresh_database, make_settings, serve_http
+from conftest import TestCar, eventually, fresh_database, make_settings, read_events, serve_http
 from test_telemetry_e2e import setup_car
 
 
@@ -18,20 +17,8 @@ async def test_owner_sees_signals_and_command_status_live(tmp_path: Path) -> Non
         async with serve_http(Platform(make_settings(tmp_path, url, "embedded"))) as h:
             http = h.http
             vin, creds, token = await setup_car(h)
-            events: list[tuple[str, dict[str, object]]] = []
-
-            async def listen() -> None:
-                async with http.stream("GET", f"/api/v1/vehicles/{vin}/live", headers=h.auth(token)) as r:
-                    assert r.status_code == 200
-                    assert r.headers["content-type"].startswith("text/event-stream")
-                    kind = ""
-                    async for line in r.aiter_lines():
-                        if line.startswith("event: "):
-                            kind = line[7:]
-                        elif line.startswith("data: "):
-                            events.append((kind, orjson.loads(line[6:])))
-
-            listener = asyncio.create_task(listen())
+            events: list[tuple[str, dict[str, Any]]] = []
+            listener = asyncio.create_task(read_events(h, f"/api/v1/vehicles/{vin}/live", token, events))
             await asyncio.sleep(0.3)
             host, mqtt_port = h.mqtt
             async with TestCar(host, mqtt_port, vin, creds["mqtt_password"]) as car:

@@ -9,19 +9,10 @@ from playwright.async_api import Page, expect
 
 from .conftest import OpenPage, World
 from .helpers import WAIT, controls_without_a_name, log_in
+from .test_owner_app import COMMANDS
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-COMMANDS = (
-    "Lock",
-    "Unlock",
-    "Honk & flash",
-    "Climate on",
-    "Climate off",
-    "Start charging",
-    "Stop charging",
-    "Set charge limit",
-)
 _FOCUSED = re.compile(r'^- (\w+)(?: "((?:[^"\\]|\\.)*)")?')
 
 
