@@ -64,3 +64,34 @@ async def test_bad_requests_and_the_limit(tmp_path: Path) -> None:
         assert r.status_code == 401
         r = await h.http.delete("/api/v1/users/me/api-tokens/99999999999", headers=h.auth(alice))
         assert r.status_code == 422
+
+
+async def test_a_token_cannot_outlive_its_revocation(tmp_path: Path) -> None:
+    """A leaked token cannot mint a successor or change the password; a password change revokes every token."""
+    async with running_platform(tmp_path, "sqlite", "embedded") as h:
+        alice = await h.user("alice@example.com")
+        r = await h.http.post("/api/v1/users/me/api-tokens", json={"name": "script"}, headers=h.auth(alice))
+        secret = r.json()["token"]
+        r = await h.http.post(
+            "/api/v1/users/me/api-tokens", json={"name": "successor"}, headers=h.auth(secret)
+        )
+        assert r.status_code == 403 and "log in with your password" in r.json()["detail"]
+        r = await h.http.get("/api/v1/users/me/api-tokens", headers=h.auth(secret))
+        assert r.status_code == 403
+        r = await h.http.post(
+            "/api/v1/users/me/password",
+            json={"current_password": "correct horse battery", "new_password": "another password 2"},
+            headers=h.auth(secret),
+        )
+        assert r.status_code == 403
+        r = await h.http.get("/api/v1/vehicles", headers=h.auth(secret))
+        assert r.status_code == 200, "everything else works with the token"
+
+        r = await h.http.post(
+            "/api/v1/users/me/password",
+            json={"current_password": "correct horse battery", "new_password": "another password 2"},
+            headers=h.auth(alice),
+        )
+        assert r.status_code == 204
+        r = await h.http.get("/api/v1/vehicles", headers=h.auth(secret))
+        assert r.status_code == 401, "a new password revokes the API tokens too"

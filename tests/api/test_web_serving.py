@@ -54,13 +54,20 @@ async def test_pages_and_everything_they_load_are_served(quick: Harness) -> None
     for icon in manifest["icons"]:
         r = await http.get(f"/app/{icon['src']}")
         assert r.status_code == 200 and r.content[:8] == b"\x89PNG\r\n\x1a\n"
-    r = await http.get("/app/sw.js")
-    assert r.headers["cache-control"] == "no-cache", "a new release must reach installed apps"
+    for asset in ("sw.js", "app.js", "style.css"):
+        r = await http.get(f"/app/{asset}")
+        assert r.headers["cache-control"] == "no-cache", "a new release must reach installed apps whole"
+    r = await http.get("/api/v1/health")
+    assert r.headers["x-content-type-options"] == "nosniff"
 
 
 async def test_api_docs_and_status_page_use_no_cdn(quick: Harness) -> None:
     r = await quick.http.get("/docs")
     assert r.status_code == 200
+    assert (
+        r.headers["x-frame-options"] == "DENY"
+        and "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    )
     assets = re.findall(r'(?:src|href)=["\']([^"\']+)["\']', r.text)
     assert assets and all(a.startswith("/") for a in assets), assets
     for a in assets:

@@ -18,7 +18,7 @@ async def test_operator_sees_stations_connect_and_charge_owner_only_theirs(tmp_p
         async with serve_http(Platform(make_settings(tmp_path, url, "embedded"))) as h:
             op = await h.user("op@example.com", "operator")
             bob = await h.user("bob@example.com")
-            await h.user("alice@example.com")
+            alice = await h.user("alice@example.com")
             home = await register(h, op, "CP-ALICE", owner="alice@example.com")
             r = await h.http.post(
                 "/api/v1/id-tags", json={"tag": "CARD-1", "owner": "alice@example.com"}, headers=h.auth(op)
@@ -26,9 +26,10 @@ async def test_operator_sees_stations_connect_and_charge_owner_only_theirs(tmp_p
             assert r.status_code == 201, r.text
             seen_by_op: list[tuple[str, dict[str, Any]]] = []
             seen_by_bob: list[tuple[str, dict[str, Any]]] = []
+            seen_by_alice: list[tuple[str, dict[str, Any]]] = []
             listeners = [
-                asyncio.create_task(read_events(h, "/api/v1/stations/live", op, seen_by_op)),
-                asyncio.create_task(read_events(h, "/api/v1/stations/live", bob, seen_by_bob)),
+                asyncio.create_task(read_events(h, "/api/v1/stations/live", token, seen))
+                for token, seen in ((op, seen_by_op), (bob, seen_by_bob), (alice, seen_by_alice))
             ]
             await asyncio.sleep(0.3)
             try:
@@ -42,6 +43,8 @@ async def test_operator_sees_stations_connect_and_charge_owner_only_theirs(tmp_p
                     await tx.stop(now + timedelta(minutes=10), 4000)
                     await eventually(lambda: any(d.get("status") == "ended" for _, d in seen_by_op))
                 await eventually(lambda: any(k == "station" and not d["online"] for k, d in seen_by_op))
+                await eventually(lambda: len(seen_by_alice) == len(seen_by_op))
+                assert not any(t.done() for t in listeners), "every stream stayed open (none was refused)"
             finally:
                 for t in listeners:
                     t.cancel()
@@ -54,4 +57,5 @@ async def test_operator_sees_stations_connect_and_charge_owner_only_theirs(tmp_p
             sessions = [d for k, d in seen_by_op if k == "session"]
             assert [s["status"] for s in sessions] == ["started", "updated", "ended"]
             assert sessions[-1]["energy_wh"] == 3000
+            assert seen_by_alice == seen_by_op, "the owner follows her own charger like an operator"
             assert seen_by_bob == [], "another owner hears nothing of alice's charger"

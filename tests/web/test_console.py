@@ -184,6 +184,10 @@ async def test_charging_page_follows_a_station_live_and_starts_charging(
     await expect(row).to_contain_text(re.compile(r"EVSE 1\D*Available"))
     await expect(row).to_contain_text(re.compile(r"EVSE 2\D*Available"))
     assert await controls_without_a_name(page) == []
+    # live through the station stream, not the page's 10 s polling fallback
+    await expect(page.get_by_text("Live: station and connector changes show as they happen.")).to_be_visible(
+        timeout=WAIT
+    )
 
     # a driver plugs in at the station: the page shows it without a reload
     await world.station.plug_in(1, soc=30.0, capacity_kwh=60.0, leave_when_full=False)

@@ -9,7 +9,7 @@ from fastapi.security import OAuth2PasswordBearer
 
 from smartev.accounts.models import User
 from smartev.accounts.schemas import Role
-from smartev.accounts.service import Accounts
+from smartev.accounts.service import API_TOKEN_PREFIX, Accounts
 from smartev.errors import Forbidden, Unauthorized
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -25,10 +25,23 @@ async def current_user(request: Request, token: Annotated[str | None, Depends(oa
     """The authenticated user; 401 without a valid bearer token."""
     if not token:
         raise Unauthorized("log in first: send 'Authorization: Bearer <token>' from POST /api/v1/auth/token")
-    return await accounts_service(request).authenticate_token(token)
+    user = await accounts_service(request).authenticate_token(token)
+    request.state.via_api_token = token.startswith(API_TOKEN_PREFIX)
+    return user
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def require_login(request: Request, user: CurrentUser) -> User:
+    """A user who logged in with their password: an API token cannot make tokens or change the password
+    (a leaked token must not be able to outlive its revocation)."""
+    if getattr(request.state, "via_api_token", False):
+        raise Forbidden("an API token cannot do this; log in with your password")
+    return user
+
+
+LoggedInUser = Annotated[User, Depends(require_login)]
 
 
 def is_staff(user: User) -> bool:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from smartev.accounts.dependencies import AdminUser, CurrentUser, accounts_service
+from smartev.accounts.dependencies import AdminUser, CurrentUser, LoggedInUser, accounts_service
 from smartev.accounts.models import ApiToken
 from smartev.accounts.schemas import (
     ApiTokenCreate,
@@ -44,7 +44,7 @@ async def create_user(body: UserCreate, _: AdminUser, accounts: AccountsDep) -> 
 
 
 @router.post("/users/me/password", status_code=status.HTTP_204_NO_CONTENT, summary="Change my password")
-async def change_password(body: PasswordChange, user: CurrentUser, accounts: AccountsDep) -> None:
+async def change_password(body: PasswordChange, user: LoggedInUser, accounts: AccountsDep) -> None:
     await accounts.change_password(user.id, body.current_password, body.new_password)
 
 
@@ -61,7 +61,7 @@ def _token_out(t: ApiToken) -> ApiTokenOut:
 @router.get(
     "/users/me/api-tokens", response_model=list[ApiTokenOut], summary="My API tokens (for my scripts)"
 )
-async def list_api_tokens(user: CurrentUser, accounts: AccountsDep) -> list[ApiTokenOut]:
+async def list_api_tokens(user: LoggedInUser, accounts: AccountsDep) -> list[ApiTokenOut]:
     return [_token_out(t) for t in await accounts.api_tokens(user.id)]
 
 
@@ -71,7 +71,9 @@ async def list_api_tokens(user: CurrentUser, accounts: AccountsDep) -> list[ApiT
     status_code=status.HTTP_201_CREATED,
     summary="Make an API token: send it as 'Authorization: Bearer <token>'; shown only once",
 )
-async def create_api_token(body: ApiTokenCreate, user: CurrentUser, accounts: AccountsDep) -> ApiTokenCreated:
+async def create_api_token(
+    body: ApiTokenCreate, user: LoggedInUser, accounts: AccountsDep
+) -> ApiTokenCreated:
     token, secret = await accounts.create_api_token(user.id, body.name)
     return ApiTokenCreated(**_token_out(token).model_dump(), token=secret)
 

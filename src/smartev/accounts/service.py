@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from smartev.accounts.models import ApiToken, User
 from smartev.accounts.schemas import Role
 from smartev.accounts.security import TokenSigner, hash_password, verify_password
 from smartev.errors import Conflict, InvalidInput, NotFound, Unauthorized
+
+logger = logging.getLogger(__name__)
 
 
 def normalise_email(email: str) -> str:
@@ -99,7 +102,10 @@ class Accounts:
         return user
 
     async def change_password(self, user_id: int, current: str, new: str) -> None:
-        """Set a new password and revoke every token issued before."""
+        """Set a new password and revoke every token issued before, API tokens included.
+
+        A password is changed when it may be known to someone else; that someone may have made tokens.
+        """
         async with self._sessions() as s:
             user = await s.get(User, user_id)
             if user is None:
@@ -109,6 +115,7 @@ class Accounts:
                 raise InvalidInput("the current password is wrong", ("body", "current_password"))
             user.password_hash = hash_password(new)
             user.token_epoch += 1
+            await s.execute(delete(ApiToken).where(ApiToken.user_id == user_id))
             await s.commit()
 
     # -- API tokens: long-lived, named, revocable; for the owner's own scripts ----------------------------
@@ -162,7 +169,12 @@ class Accounts:
                 raise Unauthorized("the API token is not valid (revoked, or mistyped)")
             if token.last_used_ms is None or now_ms - token.last_used_ms > LAST_USED_RESOLUTION_MS:
                 token.last_used_ms = now_ms  # written at most once a minute, not per request
-                await s.commit()
+                try:
+                    await s.commit()
+                except DBAPIError as exc:  # a busy database must not fail the request it authenticates
+                    logger.warning(
+                        "could not note when API token %s was used: %s", token.id, type(exc).__name__
+                    )
             return user
 
 

@@ -65,7 +65,7 @@ class TelemetryError:
 class ErrorLog:
     """The newest refusals per car, in memory, for the operator console (bounded in cars and per car)."""
 
-    def __init__(self, per_car: int = 100, cars: int = 10_000) -> None:
+    def __init__(self, per_car: int = 20, cars: int = 5_000) -> None:  # at most ~30 MB of reasons
         self._per_car = per_car
         self._cars = cars
         self._log: OrderedDict[str, deque[TelemetryError]] = OrderedDict()

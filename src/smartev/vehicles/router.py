@@ -354,8 +354,20 @@ async def fleet_vehicles(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> FleetPage:
     p = _platform(request)
+    # every owner's email only when the search or the order needs them; else just the page's
+    needs_owners = bool(q.strip()) or sort == "owner"
     chosen = fleet.select(
-        await _fleet_rows(p, user, with_owners=True), q=q, state=state, sort=sort, descending=order == "desc"
+        await _fleet_rows(p, user, with_owners=needs_owners),
+        q=q,
+        state=state,
+        sort=sort,
+        descending=order == "desc",
+    )
+    page = chosen[offset : offset + limit]
+    owners = (
+        {r.record.owner_id: r.owner for r in page if r.owner}
+        if needs_owners
+        else await p.accounts.emails({r.record.owner_id for r in page})
     )
     return FleetPage(
         total=len(chosen),
@@ -363,7 +375,7 @@ async def fleet_vehicles(
             FleetCar(
                 vin=r.record.vin,
                 model=r.record.model,
-                owner=r.owner,
+                owner=owners.get(r.record.owner_id),
                 online=r.online,
                 last_seen=ms_to_datetime(r.last_seen_ms) if r.last_seen_ms else None,
                 state=r.state.value,
@@ -373,7 +385,7 @@ async def fleet_vehicles(
                 lat=r.lat,
                 lon=r.lon,
             )
-            for r in chosen[offset : offset + limit]
+            for r in page
         ],
     )
 

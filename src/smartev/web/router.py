@@ -83,32 +83,45 @@ def content_security_policy(tile_url: str) -> str:
 
 
 class SecurityHeaders:
-    """Adds the CSP and friends to every response of the wrapped app (plain ASGI: no buffering)."""
+    """Security headers on every response (plain ASGI: streams pass through unbuffered).
+
+    Pages under /app get the strict CSP; everything else may not be framed either. The app shell, its
+    scripts and styles must be revalidated (ETags keep that cheap), so an upgrade never pairs a new app.js
+    with an old owner.js from the browser's cache.
+    """
 
     def __init__(self, app: ASGIApp, csp: str) -> None:
         self._app = app
-        self._headers = [
-            (b"content-security-policy", csp.encode()),
+        common = [
             (b"x-content-type-options", b"nosniff"),
             (b"referrer-policy", b"same-origin"),
             (b"x-frame-options", b"DENY"),
         ]
+        self._app_headers = [(b"content-security-policy", csp.encode()), *common]
+        self._other_headers = [(b"content-security-policy", b"frame-ancestors 'none'"), *common]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        in_app = path == "/app" or path.startswith("/app/")
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + self._headers
-                if scope.get("path", "").endswith(("/", ".html", "sw.js", ".webmanifest")):
-                    # the shell and the service worker must be re-checked, so a new release shows at once
-                    message["headers"].append((b"cache-control", b"no-cache"))
+                headers = list(message.get("headers", []))
+                headers += self._app_headers if in_app else self._other_headers
+                if in_app and path.endswith(("/", ".html", ".js", ".css", ".webmanifest")):
+                    headers.append((b"cache-control", b"no-cache"))
+                message["headers"] = headers
             await send(message)
 
         await self._app(scope, receive, send_with_headers)
 
 
 def mount(app: FastAPI, web: WebSettings) -> None:
-    """Serve the pages: `/app/` (owner app + operator console), `/status`, `/docs`."""
+    """Serve the pages: `/app/` (owner app + operator console), `/status`, `/docs`; headers on everything."""
     app.include_router(api)
     app.include_router(router)
-    static = StaticFiles(packages=[("smartev.web", "static/app")], html=True)
-    app.mount("/app", SecurityHeaders(static, content_security_policy(web.tile_url)), name="app")
+    app.mount("/app", StaticFiles(packages=[("smartev.web", "static/app")], html=True), name="app")
+    app.add_middleware(SecurityHeaders, csp=content_security_policy(web.tile_url))

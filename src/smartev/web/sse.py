@@ -13,6 +13,7 @@ from smartev.events import EventBus
 
 KEEPALIVE_S = 15.0
 BUFFER = 1000
+_FELL_BEHIND = b": fell behind\n\n"
 
 
 def sse(kind: str, data: Any) -> bytes:
@@ -25,17 +26,21 @@ def event_stream(
 ) -> StreamingResponse:
     """Stream the bus's events of these types, each through `encode` (None drops it).
 
-    A slow reader loses the oldest events rather than holding memory (live pages want the newest state); a
-    comment line every 15 s keeps proxies from closing an idle stream.
+    Events carry only what changed, so a reader that falls `BUFFER` events behind cannot catch up by
+    skipping some: its stream is ended instead, and the client reconnects and reads the whole state again.
+    A comment line every 15 s keeps proxies from closing an idle stream.
     """
-    queue: asyncio.Queue[bytes] = asyncio.Queue(BUFFER)
+    queue: asyncio.Queue[bytes] = asyncio.Queue(BUFFER + 1)
 
     def put(event: Any) -> None:
         frame = encode(event)
         if frame is None:
             return
-        if queue.full():
-            queue.get_nowait()
+        if queue.qsize() >= BUFFER:
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait(_FELL_BEHIND)
+            return
         queue.put_nowait(frame)
 
     unsubscribe = [bus.subscribe(t, put) for t in types]
@@ -45,9 +50,13 @@ def event_stream(
             yield b"retry: 2000\n\n"
             while True:
                 try:
-                    yield await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                    frame = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
                 except TimeoutError:
                     yield b": keep-alive\n\n"
+                    continue
+                if frame is _FELL_BEHIND:
+                    return  # the client reconnects (retry: 2000) and reads the state afresh
+                yield frame
         finally:
             for u in unsubscribe:
                 u()

@@ -150,7 +150,10 @@ async function show() {
 }
 
 window.addEventListener("hashchange", show);
-window.addEventListener("smartev:logged-out", () => navigate("/login"));
+window.addEventListener("smartev:logged-out", () => {
+  me = null;
+  navigate("/login");
+});
 owner.register(route);
 operator.register(route);
 show();

@@ -111,7 +111,7 @@ function carState(online, signals) {
   const v = (p) => signals[p] && signals[p].value;
   if (!online) return "offline";
   if (v(VSS.charging)) return "charging";
-  if (v(VSS.moving) || (num(v(VSS.speed)) || 0) > 0) return "driving";
+  if ((num(v(VSS.speed)) || 0) >= 1) return "driving"; // the same rule as the fleet API (vehicles/fleet.py)
   return "parked";
 }
 
@@ -1218,7 +1218,7 @@ async function settingsPage(main) {
     }
     current.value = "";
     fresh.value = "";
-    const text = "Password changed. You were logged out everywhere; log in again with the new password.";
+    const text = "Password changed. You were logged out everywhere and your API tokens were revoked; log in again with the new password.";
     pwMsg.replaceChildren(notice(text, "ok"));
     // every token is revoked now: off to the login page, which then shows the same words
     setToken(null);
@@ -1242,7 +1242,7 @@ async function settingsPage(main) {
     h("h2", { id: "tok-h" }, "API tokens"),
     h("p", { class: "muted token-help" },
       "Tokens let your own scripts use the smartev API as you. Send one as ",
-      h("code", {}, "Authorization: Bearer <token>"), ". Revoke a token you no longer use."),
+      h("code", {}, "Authorization: Bearer <token>"), ". Revoke a token you no longer use; changing your password revokes them all."),
     tokenForm, tokenMsg, newToken, tokenList);
 
   main.replaceChildren(
