@@ -244,9 +244,23 @@ class Platform:
                     await asyncio.wait_for(self.central.stop(), 10)
                 except TimeoutError:
                     logger.warning("some station connections did not close within 10 s")
-                for task in self._tasks:
-                    task.cancel()
+                await self._cancel_background()
         await self.stop()
+
+    async def _cancel_background(self) -> None:
+        """Cancel the background tasks and wait for them, cancelling again any that swallowed a cancel.
+
+        Seen once in CI: under anyio's portal (schemathesis restarts the app's lifespan per test) the MQTT
+        link's task stayed "cancelling" inside aiomqtt's message iterator, and shutdown waited forever.
+        """
+        for _ in range(10):
+            pending = [t for t in self._tasks if not t.done()]
+            if not pending:
+                return
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=1)
+        logger.error("background tasks did not stop: %s", [t.get_name() for t in self._tasks if not t.done()])
 
     async def health(self) -> dict[str, Any]:
         """Database, broker and ingest health; `ok` is false with a reason when something is red."""
