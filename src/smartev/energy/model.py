@@ -1,0 +1,128 @@
+"""Plain data of the smart-charging planner: sessions, the site's tree of limits, the tariff and the plan.
+
+Everything here is a frozen dataclass with no behaviour beyond checking its own invariants, so that the planner
+stays a pure function that the central system, the home controller and the ACN-Sim benchmark all feed alike.
+Currents are in amperes per phase, energy in kWh, prices per kWh; time is counted in planning periods.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class Phase(StrEnum):
+    """One conductor of the three-phase supply."""
+
+    A = "A"
+    B = "B"
+    C = "C"
+
+
+ALL_PHASES: frozenset[Phase] = frozenset(Phase)
+
+
+class Objective(StrEnum):
+    """What the operator wants the plan to favour; every objective delivers the most energy first."""
+
+    MAX_ENERGY = "max_energy"
+    """The most energy by departure, delivered as early as possible (robust to arrivals nobody announced)."""
+    CHEAPEST = "cheapest"
+    """The most energy by departure, bought in the cheapest periods that still allow it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A car plugged into a connector, with what its driver still wants and when they leave.
+
+    Args:
+        circuit: id of the node of the limit tree the connector hangs from; `None` means the site connection.
+        phases: the phases the car draws on; it draws the same current on each of them.
+        min_a: the lowest pilot current the car accepts; 0 means any whole amp will do.
+        departure: the first period the car is gone (an index from 0 = now), or the departure time.
+        voltage_v: the phase-to-neutral voltage, used to turn current into energy.
+    """
+
+    id: str
+    station: str
+    connector: int
+    energy_wanted_kwh: float
+    departure: int | datetime
+    max_a: float = 32.0
+    min_a: float = 6.0
+    phases: frozenset[Phase] = ALL_PHASES
+    voltage_v: float = 230.0
+    circuit: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.phases or not self.phases <= ALL_PHASES:
+            raise ValueError(f"session {self.id}: phases must be a non-empty subset of A, B, C")
+        if not 0 <= self.min_a <= self.max_a or not math.isfinite(self.max_a):
+            raise ValueError(f"session {self.id}: need 0 <= min_a <= max_a, got {self.min_a}, {self.max_a}")
+        if not self.energy_wanted_kwh >= 0 or not math.isfinite(self.energy_wanted_kwh):
+            raise ValueError(f"session {self.id}: energy_wanted_kwh must be finite and >= 0")
+        if not self.voltage_v > 0:
+            raise ValueError(f"session {self.id}: voltage_v must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A node of the site's limits: the site connection, a feeder or circuit, with the nodes below it.
+
+    `max_a` caps the current on each phase; `phase_max_a` (A, B, C) caps phases separately where they differ,
+    which is how an unbalanced supply (or an unbalance rule) is described. Every session hanging from this
+    node or from a node below it counts against it, on each phase it draws from.
+    """
+
+    id: str
+    max_a: float
+    children: tuple[Limit, ...] = ()
+    phase_max_a: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        caps = (self.max_a, *(self.phase_max_a or ()))
+        if not all(c >= 0 and math.isfinite(c) for c in caps):
+            raise ValueError(f"limit {self.id}: current limits must be finite and >= 0")
+
+    def limit_a(self, phase: Phase) -> float:
+        """The current this node allows on `phase`."""
+        if self.phase_max_a is None:
+            return self.max_a
+        return min(self.max_a, self.phase_max_a[list(Phase).index(phase)])
+
+
+@dataclass(frozen=True, slots=True)
+class Tariff:
+    """The energy price of each planning period, from now on."""
+
+    prices_per_kwh: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not all(math.isfinite(p) for p in self.prices_per_kwh):
+            raise ValueError("tariff prices must be finite")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The schedule of current per session per period, and the part to apply now.
+
+    Args:
+        currents_a: per session, the current of every period; period 0 is in whole amps, later periods are
+            the solver's continuous forecast, which the next re-plan refines.
+        first_a: per session, the whole-amp pilot current to apply now (0 = paused).
+        energy_kwh: per session, the energy the schedule delivers by departure.
+        explanations: per session, why it gets what it gets, in words for the driver and the operator.
+        solver: "highs" when the LP was solved, "llf" when the least-laxity-first fallback made the plan.
+        solve_s: wall time spent planning, in seconds.
+    """
+
+    period_s: int
+    currents_a: Mapping[str, tuple[float, ...]]
+    first_a: Mapping[str, int]
+    energy_kwh: Mapping[str, float]
+    explanations: Mapping[str, tuple[str, ...]]
+    solver: str
+    solve_s: float
