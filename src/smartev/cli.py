@@ -298,7 +298,7 @@ def demo(
             Panel.fit(
                 f"[bold]smartev demo[/bold]: {cars} simulated cars"
                 f"{f' and {chargers} charging stations' if chargers else ''} around Berlin\n\n"
-                f"Phone app     {base}/app/  (owners: their cars; operators: the fleet console)\n"
+                f"Phone app     {base}/app/  (owner app + operator console)\n"
                 f"Status page   {base}/status\n"
                 f"API docs      {base}/docs\n"
                 f"MQTT broker   {platform.mqtt_public_url}\n"
