@@ -99,7 +99,12 @@ def sampled(meter_values: list[dict[str, Any]], measurand: str) -> list[float]:
     ]
 
 
-class Central16(CentralChargePoint16):
+class _Recorded:
+    """What both test central systems share: every frame goes through the TestCsms ledger first."""
+
+    id: str
+    csms: TestCsms
+
     def __init__(self, station_id: str, connection: ServerConnection, csms: TestCsms) -> None:
         super().__init__(station_id, connection, response_timeout=5)
         self.csms = csms
@@ -108,6 +113,8 @@ class Central16(CentralChargePoint16):
         if self.csms.record(self.id, raw_msg):
             await super().route_message(raw_msg)
 
+
+class Central16(_Recorded, CentralChargePoint16):  # type: ignore[misc]
     @on("BootNotification")
     def on_boot(self, **_: Any) -> Any:
         status = self.csms.boot_answers.pop(0) if self.csms.boot_answers else "Accepted"
@@ -156,15 +163,7 @@ class Central16(CentralChargePoint16):
         return result16.DiagnosticsStatusNotification()
 
 
-class Central201(CentralChargePoint201):
-    def __init__(self, station_id: str, connection: ServerConnection, csms: TestCsms) -> None:
-        super().__init__(station_id, connection, response_timeout=5)
-        self.csms = csms
-
-    async def route_message(self, raw_msg: str) -> None:
-        if self.csms.record(self.id, raw_msg):
-            await super().route_message(raw_msg)
-
+class Central201(_Recorded, CentralChargePoint201):  # type: ignore[misc]
     @on("BootNotification")
     def on_boot(self, **_: Any) -> Any:
         status = self.csms.boot_answers.pop(0) if self.csms.boot_answers else "Accepted"

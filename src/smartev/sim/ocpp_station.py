@@ -301,14 +301,12 @@ def _schedule_periods(periods: Iterable[dict[str, Any]]) -> tuple[SchedulePeriod
     )
 
 
-def profile_from_16(data: dict[str, Any], connector: int) -> ChargingProfile | None:
-    """A 1.6 csChargingProfiles as a model profile; None when it is not one we can apply."""
-    purpose = _PURPOSE_16.get(str(data.get("charging_profile_purpose")))
-    schedule = data.get("charging_schedule") or {}
-    if purpose is None or not schedule.get("charging_schedule_period"):
-        return None
+def _profile(
+    data: dict[str, Any], schedule: dict[str, Any], profile_id: int, connector: int, purpose: ProfilePurpose
+) -> ChargingProfile:
+    """The fields both versions spell alike (the ocpp library hands both over in snake_case)."""
     return ChargingProfile(
-        id=int(data["charging_profile_id"]),
+        id=profile_id,
         connector=connector,
         purpose=purpose,
         stack_level=int(data["stack_level"]),
@@ -322,6 +320,15 @@ def profile_from_16(data: dict[str, Any], connector: int) -> ChargingProfile | N
         valid_to=parse_ts(data.get("valid_to")),
         transaction_id=data.get("transaction_id"),
     )
+
+
+def profile_from_16(data: dict[str, Any], connector: int) -> ChargingProfile | None:
+    """A 1.6 csChargingProfiles as a model profile; None when it is not one we can apply."""
+    purpose = _PURPOSE_16.get(str(data.get("charging_profile_purpose")))
+    schedule = data.get("charging_schedule") or {}
+    if purpose is None or not schedule.get("charging_schedule_period"):
+        return None
+    return _profile(data, schedule, int(data["charging_profile_id"]), connector, purpose)
 
 
 class Station16(StationChargePoint, _ChargePoint16):  # type: ignore[misc]
@@ -626,22 +633,7 @@ def profile_from_201(data: dict[str, Any], evse_id: int) -> ChargingProfile | No
     schedules = data.get("charging_schedule") or []
     if purpose is None or not schedules or not schedules[0].get("charging_schedule_period"):
         return None
-    schedule = schedules[0]
-    return ChargingProfile(
-        id=int(data["id"]),
-        connector=evse_id,
-        purpose=purpose,
-        stack_level=int(data["stack_level"]),
-        unit=str(schedule["charging_rate_unit"]),
-        periods=_schedule_periods(schedule["charging_schedule_period"]),
-        kind=str(data.get("charging_profile_kind", "Absolute")),
-        recurrency=data.get("recurrency_kind"),
-        start=parse_ts(schedule.get("start_schedule")),
-        duration_s=schedule.get("duration"),
-        valid_from=parse_ts(data.get("valid_from")),
-        valid_to=parse_ts(data.get("valid_to")),
-        transaction_id=data.get("transaction_id"),
-    )
+    return _profile(data, schedules[0], int(data["id"]), evse_id, purpose)
 
 
 def _id_token(id_tag: str, token_type: TokenType) -> dict[str, str]:
