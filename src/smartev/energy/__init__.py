@@ -3,7 +3,7 @@
 The planner is pure (plain data in, a `Plan` out, no I/O); the central system applies its first period.
 """
 
-from smartev.energy.model import ALL_PHASES, Limit, Objective, Phase, Plan, Session, Tariff
+from smartev.energy.domain import ALL_PHASES, Limit, Objective, Phase, Plan, Session, Tariff
 from smartev.energy.planner import plan
 
 __all__ = ["ALL_PHASES", "Limit", "Objective", "Phase", "Plan", "Session", "Tariff", "plan"]

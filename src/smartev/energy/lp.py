@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp  # type: ignore[import-untyped]
 from scipy.optimize import linprog  # type: ignore[import-untyped]
 
-from smartev.energy.model import Objective
+from smartev.energy.domain import Objective
 from smartev.energy.problem import FloatArray, Problem
 
 SLICES = 8

@@ -15,7 +15,7 @@ import numpy as np
 
 from smartev.energy.fallback import laxity_order, solve_llf
 from smartev.energy.lp import solve_lp
-from smartev.energy.model import Limit, Objective, Plan, Session, Tariff
+from smartev.energy.domain import Limit, Objective, Plan, Session, Tariff
 from smartev.energy.problem import BoolArray, FloatArray, IntArray, Problem, compile_problem
 
 EPS = 1e-6

@@ -15,7 +15,7 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 
-from smartev.energy.model import ALL_PHASES, Limit, Session, Tariff
+from smartev.energy.domain import ALL_PHASES, Limit, Session, Tariff
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

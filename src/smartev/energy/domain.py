@@ -1,4 +1,4 @@
-"""Plain data of the smart-charging planner: sessions, the site's tree of limits, the tariff and the plan.
+"""The planner's plain data (its domain): sessions, the site's tree of limits, the tariff and the plan.
 
 Everything here is a frozen dataclass with no behaviour beyond checking its own invariants, so that the planner
 stays a pure function that the central system, the home controller and the ACN-Sim benchmark all feed alike.
