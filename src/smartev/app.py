@@ -30,6 +30,9 @@ from smartev.csms.stations import Stations
 from smartev.csms.store import GroupCommit
 from smartev.db import migrate
 from smartev.db.engine import create_engine, session_factory
+from smartev.energy.controller import SmartCharging
+from smartev.energy.router import router as energy_router
+from smartev.energy.sites import Sites
 from smartev.errors import InvalidInput, SmartEVError
 from smartev.events import EventBus
 from smartev.settings import Settings
@@ -65,6 +68,7 @@ class Platform:
         self.registry = Registry(self.engine, self.sessions, self.accounts)
         self.charge_store = GroupCommit(self.engine, settings.ocpp.store_retry_s)
         self.stations = Stations(self.engine, self.sessions, self.accounts, self.charge_store)
+        self.sites = Sites(self.engine, self.sessions)
         self.broker: EmbeddedBroker | None = None
         if settings.embedded_broker:
             service_password = secrets.token_urlsafe(32)
@@ -94,6 +98,7 @@ class Platform:
         self.commands: Commands
         self.charging: ChargeSessions
         self.central: CentralSystem
+        self.smart_charging: SmartCharging
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -127,17 +132,19 @@ class Platform:
             default_ttl_s=self.settings.command_default_ttl_s,
             unlock_per_min=self.settings.unlock_rate_per_min,
         )
+        cars = ChargingView(self.registry, self.twin)
         self.charging = ChargeSessions(
             self.engine,
             self.sessions,
             self.charge_store,
             self.accounts,
             self.bus,
-            ChargingView(self.registry, self.twin),
+            cars,
             default_tariff=self.settings.ocpp.default_tariff,
         )
         await self.stations.load()
         await self.charging.load()
+        await self.sites.load()
         self.central = CentralSystem(
             self.settings.ocpp,
             Services(
@@ -148,6 +155,9 @@ class Platform:
                 heartbeat_interval_s=self.settings.ocpp.heartbeat_interval_s,
                 response_timeout_s=self.settings.ocpp.response_timeout_s,
             ),
+        )
+        self.smart_charging = SmartCharging(
+            self.sites, self.charging, self.central, cars, self.bus, self.clock, self.settings.energy
         )
         self.link.on_telemetry = self.ingest.submit
         self.link.on_status = self.ingest.status
@@ -166,6 +176,8 @@ class Platform:
             tg.create_task(self.charge_store.run(), name="charging-writer"),
             tg.create_task(self._flush_stations(), name="stations-flush"),
         ]
+        if self.settings.energy.enabled:
+            self._tasks.append(tg.create_task(self.smart_charging.run(), name="smart-charging"))
         if self.settings.ocpp.enabled:
             await self.central.start()
         # start-up objects (catalog, registry, libraries) live for good: keep full collections from
@@ -293,6 +305,7 @@ class Platform:
                 "commits": self.charge_store.commits,
                 "writes": self.charge_store.writes,
             },
+            "smart_charging": {"sites": len(self.sites.all()), **self.smart_charging.counters},
         }
 
 
@@ -341,5 +354,6 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(accounts_router)
     app.include_router(vehicles_router)
     app.include_router(charging_router)
+    app.include_router(energy_router)
     mount_web(app, platform.settings.web)
     return app

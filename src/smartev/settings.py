@@ -71,6 +71,21 @@ class WebSettings(BaseModel):
     tile_max_zoom: int = Field(19, ge=1, le=24)
 
 
+class EnergySettings(BaseModel):
+    """Smart charging: how often sites are re-planned and how plans reach the stations."""
+
+    enabled: bool = Field(True, description="plan the sites' sessions and send charging profiles")
+    period_s: int = Field(300, ge=60, le=3600, description="length of one planning period")
+    horizon_h: float = Field(24.0, gt=0, le=72, description="how far ahead the plan looks")
+    replan_every_s: float = Field(60.0, gt=0, description="re-plan every site this often, events or not")
+    settle_s: float = Field(0.5, ge=0, description="gather events this long before re-planning")
+    time_budget_s: float = Field(0.5, gt=0, description="the LP's time limit; least-laxity-first after it")
+    raise_by_a: int = Field(2, ge=1, description="a raise smaller than this is not worth a new profile")
+    resend_after_s: float = Field(900.0, gt=0, description="re-send an unchanged profile after this long")
+    verify_every_s: float = Field(600.0, gt=0, description="read a station's composite schedule this often")
+    retry_refusing_s: float = Field(3600.0, gt=0, description="try a station that refused profiles again")
+
+
 class Settings(BaseSettings):
     """Settings of one platform process."""
 
@@ -104,6 +119,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     ocpp: OcppSettings = OcppSettings()
     web: WebSettings = WebSettings()
+    energy: EnergySettings = EnergySettings()
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:

@@ -83,11 +83,24 @@ def _platform(request: Request) -> Platform:
     return platform
 
 
-def _visible_station(p: Platform, user: User, station_id: str) -> StationRecord:
+def visible_station(p: Platform, user: User, station_id: str) -> StationRecord:
+    """The station if the user may see it (operators: all; owners: their own chargers), else NotFound."""
     rec = p.stations.find(station_id)
     if rec is None or not (is_staff(user) or rec.owner_id == user.id):
         raise NotFound(f"no station {station_id}")
     return rec
+
+
+async def visible_session(p: Platform, user: User, session_id: int) -> ChargeSession:
+    """The session if the user may see it (their card, their car, their charger; operators: all)."""
+    row = await p.charging.get(session_id)
+    if not is_staff(user):
+        station = p.stations.find(row.station_id)
+        mine = row.user_id == user.id or (station is not None and station.owner_id == user.id)
+        mine = mine or (row.vin is not None and any(r.vin == row.vin for r in p.registry.visible_to(user)))
+        if not mine:
+            raise NotFound(f"no charging session {session_id}")
+    return row
 
 
 def _station_out(p: Platform, rec: StationRecord, owners: dict[int, str]) -> StationOut:
@@ -151,7 +164,7 @@ async def _answer(station_id: str, what: str, pending: Awaitable[T], loc: tuple[
 
 
 def _control(p: Platform, user: User, station_id: str, staff_only: bool = True) -> ChargerControl:
-    rec = _visible_station(p, user, station_id)
+    rec = visible_station(p, user, station_id)
     if staff_only and not is_staff(user):
         raise Forbidden("only operators may do this")
     return p.central.control(rec.id)
@@ -233,7 +246,7 @@ async def stations_live(request: Request, user: CurrentUser) -> StreamingRespons
 @router.get("/stations/{station_id}", response_model=StationOut, summary="One station: status, connectors")
 async def get_station(station_id: str, request: Request, user: CurrentUser) -> StationOut:
     p = _platform(request)
-    rec = _visible_station(p, user, station_id)
+    rec = visible_station(p, user, station_id)
     return _station_out(p, rec, await p.accounts.emails({rec.owner_id} if rec.owner_id else set()))
 
 
@@ -302,7 +315,7 @@ async def remote_start(
     station_id: str, body: RemoteStart, request: Request, user: CurrentUser
 ) -> StationAnswer:
     p = _platform(request)
-    rec = _visible_station(p, user, station_id)
+    rec = visible_station(p, user, station_id)
     if not body.vin and not body.id_tag:
         raise InvalidInput("give the car's vin or an id_tag", ("body",))
     if body.vin:
@@ -336,7 +349,7 @@ async def remote_stop(
     station_id: str, body: RemoteStop, request: Request, user: CurrentUser
 ) -> StationAnswer:
     p = _platform(request)
-    rec = _visible_station(p, user, station_id)
+    rec = visible_station(p, user, station_id)
     active = await p.charging.active_on(rec.id)
     if body.transaction_id is not None:
         active = [s for s in active if s.transaction_id == body.transaction_id]
@@ -711,13 +724,7 @@ async def get_session(
     session_id: Annotated[int, Path(ge=1, le=2**31 - 1)], request: Request, user: CurrentUser
 ) -> SessionDetail:
     p = _platform(request)
-    row = await p.charging.get(session_id)
-    if not is_staff(user):
-        station = p.stations.find(row.station_id)
-        mine = row.user_id == user.id or (station is not None and station.owner_id == user.id)
-        mine = mine or (row.vin is not None and any(r.vin == row.vin for r in p.registry.visible_to(user)))
-        if not mine:
-            raise NotFound(f"no charging session {session_id}")
+    row = await visible_session(p, user, session_id)
     samples = [
         MeterSampleOut(ts=ms_to_datetime(s.ts_ms), energy_wh=s.energy_wh, power_w=s.power_w, soc=s.soc)
         for s in await p.charging.samples(session_id)

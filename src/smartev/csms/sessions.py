@@ -620,6 +620,16 @@ class ChargeSessions:
             q = select(MeterSample).where(MeterSample.session_id == session_id).order_by(MeterSample.ts_ms)
             return list((await s.execute(q)).scalars())
 
+    async def active_at(self, station_ids: Sequence[str]) -> list[ChargeSession]:
+        """The open sessions of these stations (one query, for smart charging's re-plans)."""
+        if not station_ids:
+            return []
+        async with self._sessions() as s:
+            q = select(ChargeSession).where(
+                and_(ChargeSession.station_id.in_(station_ids), ChargeSession.status == ACTIVE)
+            )
+            return list((await s.execute(q)).scalars())
+
     async def active_on(self, station_id: str) -> list[ChargeSession]:
         """The station's open sessions."""
         async with self._sessions() as s:

@@ -290,6 +290,17 @@ def session_cost(
     )
 
 
+def energy_prices(tariff: Tariff, start_ms: int, periods: int, period_s: int) -> list[float]:
+    """The price per kWh in force in the middle of each of `periods` periods from `start_ms` (for planning)."""
+    zone = _zone(tariff.timezone)
+    base = (tariff.per_kwh, tariff.per_minute)
+    half = period_s * 500
+    return [
+        float(_prices_at(tariff, zone, start_ms + i * period_s * 1000 + half, base)[0])
+        for i in range(periods)
+    ]
+
+
 # A stretch of the session with constant prices: (from ms, to ms, per kWh, per minute).
 _Stretch = tuple[int, int, Decimal, Decimal]
 

@@ -213,6 +213,7 @@ class SimulatedStation:
         offline_limit: int = 10_000,
         register_wh: float | None = None,
         clock: Clock | None = None,
+        accepts_profiles: bool = True,
     ) -> None:
         """Create the station; nothing connects until `run`.
 
@@ -238,6 +239,8 @@ class SimulatedStation:
             offline_limit: transaction messages kept while offline before the oldest samples are dropped.
             register_wh: each connector's energy register at the start; seeded when not given.
             clock: simulated time; a `ScaledClock(speed)` when not given (share one across a fleet).
+            accepts_profiles: False makes it refuse every SetChargingProfile (a station smart charging
+                cannot steer).
         """
         if version not in STATION_CLASSES:
             raise ValueError(f"version must be one of {', '.join(STATION_CLASSES)}")
@@ -248,6 +251,7 @@ class SimulatedStation:
         if meter_interval_s <= 0:
             raise ValueError("meter_interval_s must be positive")
         self.station_id = station_id
+        self.accepts_profiles = accepts_profiles
         self.version = version
         self.vendor = vendor
         self.model_name = model

@@ -505,7 +505,7 @@ class Station16(StationChargePoint, _ChargePoint16):  # type: ignore[misc]
         self, connector_id: int, cs_charging_profiles: dict[str, Any], **_: Any
     ) -> Any:
         profile = profile_from_16(cs_charging_profiles, connector_id)
-        ok = profile is not None and self.station.set_profile(profile)
+        ok = profile is not None and self.station.accepts_profiles and self.station.set_profile(profile)
         return result16.SetChargingProfile(status="Accepted" if ok else "Rejected")
 
     @on("ClearChargingProfile")
@@ -930,7 +930,7 @@ class Station201(StationChargePoint, _ChargePoint201):  # type: ignore[misc]
     @on("SetChargingProfile")
     def on_set_charging_profile(self, evse_id: int, charging_profile: dict[str, Any], **_: Any) -> Any:
         profile = profile_from_201(charging_profile, evse_id)
-        ok = profile is not None and self.station.set_profile(profile)
+        ok = profile is not None and self.station.accepts_profiles and self.station.set_profile(profile)
         return result201.SetChargingProfile(status="Accepted" if ok else "Rejected")
 
     @on("ClearChargingProfile")

@@ -1,5 +1,6 @@
-"""What the charging context may ask about cars: whose car a VIN is, which car charges at a place, and the
-car's own count of energy charged. Answers come from the live twin, never from the history tables."""
+"""What the charging contexts may ask about cars: whose car a VIN is, which car charges at a place, the car's
+own count of energy charged, and its battery (for smart charging). Answers come from the live twin, never from
+the history tables."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ LONGITUDE = "Vehicle.CurrentLocation.Longitude"
 IS_CHARGING = "Vehicle.Powertrain.TractionBattery.Charging.IsCharging"
 CABLE = "Vehicle.Powertrain.TractionBattery.Charging.ChargingPort.AnyPosition.IsChargingCableConnected"
 CHARGED = "Vehicle.Powertrain.TractionBattery.AccumulatedChargedEnergy"
+SOC = "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current"
+CAPACITY = "Vehicle.Powertrain.TractionBattery.NetCapacity"
+CHARGE_LIMIT = "Vehicle.Powertrain.TractionBattery.Charging.ChargeLimit"
 NEAR_M = 150.0  # a car parked at a station reports a position within this of the station's
 FRESH_MS = 15 * 60_000  # a car not heard from for this long says nothing about now
 
@@ -70,3 +74,16 @@ class ChargingView:
             return None
         value = self._twin.get(rec.id).signals.get(CHARGED)
         return float(value[0]) if value is not None else None
+
+    def battery(self, vin: str) -> tuple[float | None, float | None, float | None]:
+        """(SoC %, usable capacity kWh, the car's own charge limit %) as the car last reported, None if unknown."""
+        rec = self._registry.by_vin(vin)
+        if rec is None:
+            return None, None, None
+        signals = self._twin.get(rec.id).signals
+
+        def number(path: str) -> float | None:
+            value = signals.get(path)
+            return float(value[0]) if value is not None and isinstance(value[0], int | float) else None
+
+        return number(SOC), number(CAPACITY), number(CHARGE_LIMIT)

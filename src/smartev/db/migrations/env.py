@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 import smartev.accounts.models
 import smartev.csms.models
+import smartev.energy.models
 import smartev.vehicles.models  # noqa: F401  (register tables on the metadata)
 from smartev.db.base import Base
 from smartev.db.engine import create_engine
