@@ -291,6 +291,8 @@ def demo(
             f"Chargers      {chargers} ({homes} home wallboxes, {chargers - homes} public fast chargers)\n"
             f"OCPP          {platform.central.url}/{{station}}\n"
             "              GET /api/v1/stations, GET /api/v1/charging-sessions\n"
+            "Smart charge  home wallboxes: 80 % by 7:00 at the night rate\n"
+            "              GET /api/v1/sites, GET /api/v1/sites/{site}/plan\n"
             if chargers
             else ""
         )
@@ -406,7 +408,49 @@ async def _demo_charging(
             password = await stations.set_password(plan.station_id)
             await stations.update(plan.station_id, **where)
         identities.append(plan.identity(password))
+    await _demo_home_sites(platform, plans)
     return identities
+
+
+HOME_TARIFF_NAME = "home night rate"
+HOME_TARIFF: dict[str, Any] = {
+    "currency": "EUR",
+    "per_kwh": "0.36",
+    "periods": [{"start": "22:00", "end": "06:00", "per_kwh": "0.19"}],
+    "timezone": "Europe/Berlin",
+}
+
+
+async def _demo_home_sites(platform: Any, plans: Sequence[ChargerPlan]) -> None:
+    """Each owner's wallbox in a home site: 25 A house connection, 80 % by 7:00 in the cheapest hours."""
+    from datetime import time
+
+    from smartev.csms.tariffs import Tariff
+    from smartev.energy import Limit, Objective
+    from smartev.energy.sites import Site, Wiring
+    from smartev.errors import Conflict
+
+    with contextlib.suppress(Conflict):
+        await platform.charging.add_tariff(HOME_TARIFF_NAME, Tariff.from_dict(HOME_TARIFF))
+    tariff_id = next(i for i, (name, _) in platform.charging.tariffs().items() if name == HOME_TARIFF_NAME)
+    for plan in plans:
+        if plan.owner is None or platform.sites.wiring(plan.station_id) is not None:
+            continue
+        owner = await platform.accounts.by_email(plan.owner)
+        site = Site(
+            id=f"home-{plan.station_id.lower()}",
+            name=f"Home of {plan.owner}",
+            owner_id=owner.id if owner else None,
+            limits=Limit("house", max_a=25.0),
+            objective=Objective.CHEAPEST,
+            tariff_id=tariff_id,
+            timezone="Europe/Berlin",
+            ready_by=time(7, 0),
+            target_soc=80.0,
+        )
+        with contextlib.suppress(Conflict):
+            await platform.sites.save(site, platform.clock.now_ms(), create=True)
+        await platform.sites.wire(Wiring(plan.station_id, site.id, max_a=16.0))
 
 
 @app.command()

@@ -167,6 +167,12 @@ async def test_demo_runs_chargers_with_a_home_wallbox_per_owner_and_sessions(tmp
             assert [s["id"] for s in (await http.get("/api/v1/stations", headers=owner)).json()] == [
                 "DEMO-HOME-1"
             ]
+            # her wallbox is smart-charged at home: 80 % by 7:00, in the night rate's hours
+            (home,) = (await http.get("/api/v1/sites", headers=owner)).json()
+            assert [s["station_id"] for s in home["stations"]] == ["DEMO-HOME-1"]
+            assert (home["ready_by"], home["target_soc"], home["objective"]) == ("07:00", 80, "cheapest")
+            r = await http.get(f"/api/v1/sites/{home['id']}/plan", headers=owner)
+            assert r.status_code == 200 and r.json()["limit_a"] == [25, 25, 25], r.text
             tags = (await http.get("/api/v1/id-tags", headers=operator)).json()
             assert {"rfid", "vin"} <= {t["kind"] for t in tags}
             assert any(t["kind"] == "rfid" and t["owner"] == "owner@demo.smartev" for t in tags)
