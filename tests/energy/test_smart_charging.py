@@ -380,3 +380,5 @@ async def test_goals_and_sites_refuse_what_is_wrong_and_show_nothing_to_stranger
     )
     r = await h.http.put(goal, json={"target_soc": 90}, headers=h.auth(anna))
     assert r.status_code == 422 and "ended" in r.text
+    r = await h.http.get(f"/api/v1/charging-sessions/{ref.id}/plan", headers=h.auth(anna))
+    assert r.status_code == 200 and r.json()["session"] is None and r.json()["goal"]["energy_kwh"] == 12

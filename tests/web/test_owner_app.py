@@ -237,7 +237,8 @@ async def test_charging_sessions_show_the_cars_session_at_a_station(
     session = await world.station.plug_in(2, vin, vin=vin, soc=40.0, capacity_kwh=60.0, leave_when_full=False)
     assert session is not None, "the station did not start charging the car"
     try:
-        page = (await open_page("desktop")).page
+        tab = await open_page("desktop")
+        page = tab.page
         await log_in(page, world.owner_a)
         await open_car(page, world)
         await page.get_by_role("link", name="Charging sessions").click()

@@ -308,27 +308,27 @@ async def set_goal(session_id: SessionId, body: GoalIn, request: Request, user: 
 @router.get(
     "/charging-sessions/{session_id}/plan",
     response_model=SessionPlanOut,
-    summary="This session's plan: current per period, the prices, the driver's goal, and why",
+    summary="This session's plan: current per period, the prices, the driver's goal, and why "
+    "(session null when its station is in no site or it no longer charges)",
 )
 async def session_plan(session_id: SessionId, request: Request, user: CurrentUser) -> SessionPlanOut:
     p = _platform(request)
     row = await visible_session(p, user, session_id)
+    goals = await p.sites.goals([session_id])
+    goal = _goal_out(goals[session_id]) if session_id in goals else None
     wiring = p.sites.wiring(row.station_id)
-    if wiring is None:
-        raise NotFound(f"charging session {session_id} is at a station without smart charging")
+    if wiring is None or row.status != "active":
+        return SessionPlanOut(site_id=None, start=None, period_s=None, prices=[], goal=goal, session=None)
     plan = await _current_plan(p, wiring.site_id)
     mine = next((s for s in plan.sessions if s.session_id == session_id), None)
     if mine is None:
         plan = await p.smart_charging.replan(wiring.site_id)  # it started after the last plan
         mine = next((s for s in plan.sessions if s.session_id == session_id), None)
-    if mine is None:
-        raise NotFound(f"charging session {session_id} is not charging any more")
-    goals = await p.sites.goals([session_id])
     return SessionPlanOut(
         site_id=plan.site_id,
         start=ms_to_datetime(plan.start_ms),
         period_s=plan.period_s,
         prices=list(plan.prices),
-        goal=_goal_out(goals[session_id]) if session_id in goals else None,
-        session=_planned_out(mine),
+        goal=goal,
+        session=_planned_out(mine) if mine is not None else None,
     )

@@ -137,11 +137,14 @@ class SitePlanOut(BaseModel):
 
 
 class SessionPlanOut(BaseModel):
-    """One charge session's part of its site's plan, with the prices it is planned against."""
+    """One charge session's part of its site's plan, with the prices it is planned against.
 
-    site_id: str
-    start: datetime
-    period_s: int
+    A session at a station in no site, or one that no longer charges, has no plan: `session` is null.
+    """
+
+    site_id: str | None
+    start: datetime | None
+    period_s: int | None
     prices: list[float]
     goal: GoalOut | None
-    session: PlannedSessionOut
+    session: PlannedSessionOut | None

@@ -4,9 +4,17 @@
 const TOKEN_KEY = "smartev.token";
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, body = null) {
     super(message);
     this.status = status;
+    this.body = body; // the parsed error body, e.g. {detail: [{loc, msg}]} of a 422
+  }
+
+  /** FastAPI's [{loc, msg}] list as [[field path without "body", msg]] (empty when the detail is a string). */
+  fields() {
+    const detail = this.body && this.body.detail;
+    if (!Array.isArray(detail)) return [];
+    return detail.map((d) => [(d.loc || []).filter((p) => p !== "body" && p !== "query").join("."), d.msg || ""]);
   }
 }
 
@@ -67,7 +75,7 @@ export async function api(path, { method = "GET", body, form, signal } = {}) {
   } catch {
     data = null;
   }
-  if (!response.ok) throw new ApiError(response.status, describe(response.status, data));
+  if (!response.ok) throw new ApiError(response.status, describe(response.status, data), data);
   return data;
 }
 

@@ -30,7 +30,11 @@ export function navigate(path) {
 
 function nav() {
   const links = [["#/cars", "My cars"]];
-  if (isStaff()) links.push(["#/fleet", "Fleet"], ["#/charging", "Charging"], ["#/ingest", "Ingest health"]);
+  if (isStaff()) {
+    links.push(["#/fleet", "Fleet"], ["#/charging", "Charging"], ["#/sites", "Sites"], ["#/ingest", "Ingest health"]);
+  } else {
+    links.push(["#/home", "Home charging"]);
+  }
   links.push(["#/settings", "Settings"]);
   const current = location.hash.split("/").slice(0, 2).join("/");
   return h(

@@ -3,6 +3,10 @@
 // returns a cleanup function that stops its timers, streams, requests and maps.
 import { api, ApiError, stream, webConfig } from "./api.js";
 import { fmtAgo, fmtDuration, fmtNumber, fmtTime, h, notice, perFrame, setText } from "./ui.js";
+import {
+  amps, browserZone, clearErrors, field, kwh, nowWords, objectiveWords, OBJECTIVES, planChart, reasonsText, showErrors,
+  sitePlanLines,
+} from "./plan.js";
 
 const PAGE_SIZE = 50;
 const KNOWN_MODELS = ["smartev S1", "smartev X1", "smartev V1"];
@@ -19,6 +23,8 @@ export function register(route) {
   route("/cars/:vin/errors", errorsPage, { staff: true, title: "Telemetry errors" });
   route("/ingest", ingestPage, { staff: true, title: "Ingest health" });
   route("/charging", chargingPage, { staff: true, title: "Charging" });
+  route("/sites", sitesPage, { staff: true, title: "Sites" });
+  route("/sites/:id", sitePage, { staff: true, title: "Site" });
 }
 
 // --- shared helpers ---
@@ -1594,5 +1600,380 @@ function chargingPage(main) {
     scheduleSessions.cancel();
     scheduleStations.cancel();
     for (const stop of stops) stop();
+  };
+}
+
+// --- #/sites and #/sites/:id: smart charging ---
+
+function flatLimits(node, depth = 0, out = []) {
+  out.push({ node, depth });
+  for (const c of node.circuits || []) flatLimits(c, depth + 1, out);
+  return out;
+}
+
+function limitWords(node) {
+  const caps = node.phase_max_a ? ` · phase caps A ${fmtNumber(node.phase_max_a[0])} / B ${fmtNumber(node.phase_max_a[1])} / C ${fmtNumber(node.phase_max_a[2])} A` : "";
+  return `${amps(node.max_a)} per phase${caps}`;
+}
+
+function sitesPage(main) {
+  const abort = new AbortController();
+  let dead = false;
+  const errors = errorSlot();
+  const sitesTable = table(["Site", "Name", "Owner", "Objective", "Tariff", "Connection limit", "Stations"], {
+    caption: "Sites",
+    testid: "sites-table",
+  });
+  sitesTable.tbody.replaceChildren(emptyRow(7, "Loading sites…"));
+
+  async function load() {
+    try {
+      const sites = await api("/api/v1/sites", { signal: abort.signal });
+      if (dead) return;
+      errors.clear();
+      sitesTable.tbody.replaceChildren(
+        ...(sites.length
+          ? sites.map((s) => {
+              const online = s.stations.filter((w) => w.online).length;
+              return h("tr", {},
+                h("td", {}, h("a", { href: `#/sites/${encodeURIComponent(s.id)}`, class: "mono" }, s.id)),
+                h("td", {}, s.name),
+                h("td", {}, s.owner || "–"),
+                h("td", {}, objectiveWords(s.objective)),
+                h("td", {}, s.tariff || "–"),
+                h("td", { class: "num" }, amps(s.limits.max_a)),
+                h("td", { class: "num" }, `${fmtNumber(s.stations.length)} (${fmtNumber(online)} online)`));
+            })
+          : [emptyRow(7, "No sites yet: create one below.")]),
+      );
+    } catch (err) {
+      if (!isAbort(err) && !dead) errors.show(err, "Sites: ");
+    }
+  }
+
+  // a new site
+  const id = field("site-id", "Site id", h("input", { type: "text", maxlength: "48", autocomplete: "off", class: "mono" }),
+    "Letters, digits and _-.: e.g. depot-north");
+  const name = field("site-name", "Name", h("input", { type: "text", maxlength: "100", autocomplete: "off" }));
+  const limit = field("site-limit", "Connection limit (A per phase)", h("input", { type: "number", min: "1", step: "1", value: "63" }));
+  const objective = field("site-objective", "Objective", h("select", {}, OBJECTIVES.map(([k, l]) => h("option", { value: k }, l))));
+  objective.control.value = "max_energy";
+  const tariff = field("site-tariff", "Tariff", h("select", {}, h("option", { value: "" }, "No tariff")));
+  const zone = field("site-zone", "Time zone", h("input", { type: "text", value: browserZone(), autocomplete: "off" }));
+  const msg = h("div", { "aria-live": "polite" });
+  const create = h("button", { type: "submit" }, "Create site");
+  const form = h("form", { class: "register-form", "aria-label": "Create a site", novalidate: true },
+    id.node, name.node, limit.node, objective.node, tariff.node, zone.node, h("div", { class: "field actions" }, create));
+  const fields = { id, name, limits: limit, objective, tariff, timezone: zone };
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearErrors(fields, msg);
+    create.disabled = true;
+    try {
+      const made = await api("/api/v1/sites", {
+        method: "POST",
+        body: {
+          id: id.control.value.trim(),
+          name: name.control.value.trim() || id.control.value.trim(),
+          limits: { id: "connection", max_a: Number(limit.control.value), circuits: [] },
+          objective: objective.control.value,
+          tariff: tariff.control.value || null,
+          timezone: zone.control.value.trim() || "UTC",
+        },
+        signal: abort.signal,
+      });
+      location.hash = `#/sites/${encodeURIComponent(made.id)}`;
+    } catch (err) {
+      if (!isAbort(err) && !dead) showErrors(err, fields, msg);
+    } finally {
+      create.disabled = false;
+    }
+  });
+  api("/api/v1/tariffs", { signal: abort.signal })
+    .then((tariffs) => tariff.control.append(...tariffs.map((t) => h("option", { value: t.name }, t.name))))
+    .catch((err) => isAbort(err) || console.warn("tariffs not loaded", err));
+
+  main.replaceChildren(
+    h("h1", {}, "Sites"),
+    h("p", { class: "muted" }, "Smart charging: each site shares its connection between the cars charging there."),
+    errors.node,
+    h("section", { class: "card", "aria-labelledby": "sites-h" }, h("h2", { id: "sites-h" }, "Sites"), sitesTable.node),
+    h("section", { class: "card", "aria-labelledby": "site-new-h" }, h("h2", { id: "site-new-h" }, "New site"), form, msg),
+  );
+  load();
+  const stop = every(15000, load);
+  return () => {
+    dead = true;
+    abort.abort();
+    stop();
+  };
+}
+
+async function sitePage(main, { id }) {
+  const abort = new AbortController();
+  const enc = encodeURIComponent(id);
+  let dead = false;
+  let [site, stations, tariffs] = await Promise.all([
+    api(`/api/v1/sites/${enc}`, { signal: abort.signal }),
+    api("/api/v1/stations", { signal: abort.signal }),
+    api("/api/v1/tariffs", { signal: abort.signal }),
+  ]);
+  document.title = `${site.name} · Sites · smartev`;
+
+  // --- plan
+  const planErrors = errorSlot();
+  const planInfo = h("p", { class: "muted", "data-testid": "plan-info" }, "Loading the plan…");
+  const chart = planChart({ label: `Plan of ${site.name}: load per phase against the site limit, with the price`, testid: "site-plan-chart" });
+  const sessionsTable = table(
+    ["Station", "Car", "Control", "Now", "Sent", "Applied", "Wanted", "Planned", "Departure", "Why"],
+    { caption: "Planned sessions", testid: "plan-sessions", stack: true },
+  );
+  sessionsTable.tbody.replaceChildren(emptyRow(10, "Loading…"));
+
+  function sessionRow(s) {
+    const [symbol, words] = nowWords(s);
+    const cell = (label, content, cls = "") => h("td", { role: "cell", "data-label": label, class: cls || null }, content);
+    return h("tr", { role: "row", "data-testid": `plan-session-${s.session_id}` },
+      cell("Station", h("span", { class: "mono" }, `${s.station_id} · EVSE ${s.evse_id}`)),
+      cell("Car", s.vin ? h("a", { href: carHref(s.vin), class: "mono" }, s.vin) : "–"),
+      cell("Control", h("span", { class: `plan-control plan-control-${s.control.replace(/\s+/g, "-")}` },
+        h("span", { "aria-hidden": "true" }, `${symbol} `), s.control === "planned" ? (s.current_a > 0 ? "Planned" : "Paused") : words)),
+      cell("Now", amps(s.current_a), "num"),
+      cell("Sent", amps(s.sent_a), "num"),
+      cell("Applied", amps(s.applied_a, 1), "num"),
+      cell("Wanted", kwh(s.energy_wanted_kwh), "num"),
+      cell("Planned", kwh(s.energy_planned_kwh), "num"),
+      cell("Departure", h("span", { title: fmtTime(s.departure) }, fmtShort(s.departure))),
+      cell("Why", reasonsText(s.reasons), "wrap"));
+  }
+
+  async function loadPlan() {
+    try {
+      const plan = await api(`/api/v1/sites/${enc}/plan`, { signal: abort.signal });
+      if (dead) return;
+      planErrors.clear();
+      setText(planInfo,
+        `Planned ${new Date(plan.planned_at).toLocaleTimeString()} by ${plan.solver} in ${fmtNumber(plan.solve_s * 1000)} ms · ` +
+        `${objectiveWords(plan.objective)} · limit ${plan.limit_a.map((a, i) => `${"ABC"[i]} ${fmtNumber(a)}`).join(" / ")} A · ` +
+        `${fmtNumber(plan.sessions.length)} ${plan.sessions.length === 1 ? "session" : "sessions"}`);
+      chart.update({ start: plan.start, period_s: plan.period_s, prices: plan.prices, lines: sitePlanLines(plan) });
+      sessionsTable.tbody.replaceChildren(
+        ...(plan.sessions.length ? plan.sessions.map(sessionRow) : [emptyRow(10, "No car is charging at this site.")]),
+      );
+    } catch (err) {
+      if (!isAbort(err) && !dead) planErrors.show(err, "Plan: ");
+    }
+  }
+
+  // --- limits and settings
+  const limitsTree = h("div", { class: "limit-tree", "data-testid": "limit-tree" });
+  const settingsBox = h("div");
+  const settingsMsg = h("div", { "aria-live": "polite" });
+
+  function drawTree() {
+    const hanging = (nodeId, root) =>
+      site.stations.filter((w) => (w.circuit || null) === (root ? null : nodeId) || (root && w.circuit === nodeId));
+    const li = (node, root) => {
+      const here = hanging(node.id, root);
+      return h("li", {},
+        h("span", { class: "limit-node" }, h("strong", { class: "mono" }, node.id), root ? " (connection)" : "", ` · ${limitWords(node)}`),
+        here.length ? h("span", { class: "muted small" }, ` · stations: ${here.map((w) => w.station_id).join(", ")}`) : null,
+        (node.circuits || []).length ? h("ul", {}, node.circuits.map((c) => li(c, false))) : null);
+    };
+    limitsTree.replaceChildren(h("ul", {}, li(site.limits, true)));
+  }
+
+  function drawSettings() {
+    const f = {
+      name: field("set-name", "Name", h("input", { type: "text", maxlength: "100", value: site.name })),
+      objective: field("set-objective", "Objective", h("select", {},
+        OBJECTIVES.map(([k, l]) => h("option", { value: k, selected: k === site.objective }, l)))),
+      tariff: field("set-tariff", "Tariff", h("select", {}, h("option", { value: "" }, "No tariff"),
+        tariffs.map((t) => h("option", { value: t.name, selected: t.name === site.tariff }, t.name)))),
+      ready_by: field("set-ready", "Ready by (empty: none)", h("input", { type: "time", value: site.ready_by || "" })),
+      target_soc: field("set-target", "Default target charge (%)", h("input", { type: "number", min: "1", max: "100", step: "1", value: String(site.target_soc) })),
+      default_stay_h: field("set-stay", "Default stay (h)", h("input", { type: "number", min: "0.5", max: "168", step: "0.5", value: String(site.default_stay_h) })),
+      default_energy_kwh: field("set-energy", "Default energy (kWh)", h("input", { type: "number", min: "0", max: "500", step: "1", value: String(site.default_energy_kwh) })),
+      voltage_v: field("set-voltage", "Voltage (V)", h("input", { type: "number", min: "1", max: "1000", step: "1", value: String(site.voltage_v) })),
+      timezone: field("set-zone", "Time zone", h("input", { type: "text", value: site.timezone })),
+    };
+    const limitFields = flatLimits(site.limits).map(({ node, depth }, i) => ({
+      node,
+      f: field(`set-limit-${i}`, depth === 0 ? `Connection ${node.id}: max (A)` : `Circuit ${node.id}: max (A)`,
+        h("input", { type: "number", min: "0", step: "1", value: String(node.max_a) })),
+    }));
+    const save = h("button", { type: "submit" }, "Save settings");
+    const form = h("form", { class: "register-form", "aria-label": "Site settings", novalidate: true },
+      ...Object.values(f).map((x) => x.node), ...limitFields.map((x) => x.f.node),
+      h("div", { class: "field actions" }, save));
+    const errorFields = { ...f, limits: limitFields[0].f };
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      clearErrors(errorFields, settingsMsg);
+      const copy = (node) => ({
+        ...node,
+        max_a: Number(limitFields.find((x) => x.node === node).f.control.value),
+        circuits: (node.circuits || []).map(copy),
+      });
+      save.disabled = true;
+      try {
+        site = await api(`/api/v1/sites/${enc}`, {
+          method: "PUT",
+          signal: abort.signal,
+          body: {
+            name: f.name.control.value.trim(),
+            limits: copy(site.limits),
+            objective: f.objective.control.value,
+            tariff: f.tariff.control.value || null,
+            ready_by: f.ready_by.control.value || null,
+            target_soc: Number(f.target_soc.control.value),
+            default_stay_h: Number(f.default_stay_h.control.value),
+            default_energy_kwh: Number(f.default_energy_kwh.control.value),
+            voltage_v: Number(f.voltage_v.control.value),
+            timezone: f.timezone.control.value.trim(),
+          },
+        });
+        if (dead) return;
+        setText(heading, site.name);
+        drawTree();
+        settingsMsg.replaceChildren(notice("Saved; the site is re-planned.", "ok"));
+        loadPlan();
+      } catch (err) {
+        if (!isAbort(err) && !dead) showErrors(err, errorFields, settingsMsg);
+      } finally {
+        save.disabled = false;
+      }
+    });
+    settingsBox.replaceChildren(form);
+  }
+
+  // --- stations wiring
+  const wiringTable = table(["Station", "Circuit", "Phases", "Max", "Min", "Online", "Controllable", "Remove"], {
+    caption: "Stations of the site",
+    testid: "site-stations",
+    stack: true,
+  });
+  const wiringMsg = h("div", { "aria-live": "polite" });
+  const addBox = h("div");
+
+  function drawWiring() {
+    const cell = (label, content, cls = "") => h("td", { role: "cell", "data-label": label, class: cls || null }, content);
+    wiringTable.tbody.replaceChildren(
+      ...(site.stations.length
+        ? site.stations.map((w) => {
+            const remove = h("button", { type: "button", class: "secondary small", "aria-label": `Remove ${w.station_id} from the site` }, "Remove");
+            remove.addEventListener("click", () => unwire(w.station_id, remove));
+            return h("tr", { role: "row", "data-testid": `site-station-${w.station_id}` },
+              h("th", { scope: "row", role: "rowheader", class: "mono" }, w.station_id),
+              cell("Circuit", w.circuit || `${site.limits.id} (connection)`),
+              cell("Phases", w.phases),
+              cell("Max", amps(w.max_a), "num"),
+              cell("Min", amps(w.min_a), "num"),
+              cell("Online", h("span", { class: w.online ? "state-online" : "state-offline" }, w.online ? "Online" : "Offline")),
+              cell("Controllable", w.controllable ? "✓ Yes" : `✕ No: ${w.reason || "refuses charging profiles"}`, "wrap"),
+              cell("Remove", remove));
+          })
+        : [emptyRow(8, "No stations in this site yet.")]),
+    );
+    const wired = new Set(site.stations.map((w) => w.station_id));
+    const free = stations.filter((s) => !wired.has(s.id));
+    if (!free.length) {
+      addBox.replaceChildren(h("p", { class: "muted" }, "Every station you can see is in this site."));
+      return;
+    }
+    const f = {
+      station: field("wire-station", "Station", h("select", {}, free.map((s) => h("option", { value: s.id }, `${s.id}${s.online ? "" : " (offline)"}`)))),
+      circuit: field("wire-circuit", "Hangs from", h("select", {}, flatLimits(site.limits).map(({ node, depth }) =>
+        h("option", { value: depth === 0 ? "" : node.id }, `${"· ".repeat(depth)}${node.id}${depth === 0 ? " (connection)" : ""}`)))),
+      phases: field("wire-phases", "Phases", h("select", {}, ["ABC", "A", "B", "C"].map((p) => h("option", { value: p }, p)))),
+      max_a: field("wire-max", "Max current (A)", h("input", { type: "number", min: "1", step: "1", value: "32" })),
+      min_a: field("wire-min", "Min current (A)", h("input", { type: "number", min: "0", step: "1", value: "6" })),
+    };
+    const add = h("button", { type: "submit" }, "Add station");
+    const form = h("form", { class: "register-form", "aria-label": "Add a station to the site", novalidate: true },
+      ...Object.values(f).map((x) => x.node), h("div", { class: "field actions" }, add));
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      clearErrors(f, wiringMsg);
+      add.disabled = true;
+      const stationId = f.station.control.value;
+      try {
+        site = await api(`/api/v1/sites/${enc}/stations/${encodeURIComponent(stationId)}`, {
+          method: "PUT",
+          signal: abort.signal,
+          body: {
+            circuit: f.circuit.control.value || null,
+            phases: f.phases.control.value,
+            max_a: Number(f.max_a.control.value),
+            min_a: Number(f.min_a.control.value),
+          },
+        });
+        if (dead) return;
+        drawWiring();
+        drawTree();
+        wiringMsg.replaceChildren(notice(`${stationId} is in the site now.`, "ok"));
+        loadPlan();
+      } catch (err) {
+        if (!isAbort(err) && !dead) showErrors(err, f, wiringMsg);
+        add.disabled = false;
+      }
+    });
+    addBox.replaceChildren(h("h3", {}, "Add a station"), form);
+  }
+
+  async function unwire(stationId, button) {
+    button.disabled = true;
+    try {
+      await api(`/api/v1/sites/${enc}/stations/${encodeURIComponent(stationId)}`, { method: "DELETE", signal: abort.signal });
+      site = await api(`/api/v1/sites/${enc}`, { signal: abort.signal });
+      if (dead) return;
+      drawWiring();
+      drawTree();
+      wiringMsg.replaceChildren(notice(`${stationId} was taken out of the site.`, "ok"));
+      loadPlan();
+    } catch (err) {
+      if (!isAbort(err) && !dead) wiringMsg.replaceChildren(notice(`${stationId}: ${errorText(err)}`, "error"));
+      button.disabled = false;
+    }
+  }
+
+  async function refreshSite() {
+    try {
+      const fresh = await api(`/api/v1/sites/${enc}`, { signal: abort.signal });
+      if (dead) return;
+      const before = JSON.stringify(site.stations);
+      site = { ...site, stations: fresh.stations };
+      if (JSON.stringify(site.stations) !== before && !wiringTable.node.contains(document.activeElement)) drawWiring();
+    } catch (err) {
+      if (!isAbort(err)) console.warn("site not refreshed", err);
+    }
+  }
+
+  const heading = h("span", {}, site.name);
+  main.replaceChildren(
+    h("p", { class: "crumbs" }, h("a", { href: "#/sites" }, "← Sites")),
+    h("h1", {}, heading, h("span", { class: "h1-sub muted mono" }, site.id)),
+    h("p", { class: "subtitle muted" }, `${objectiveWords(site.objective)}${site.tariff ? ` · tariff ${site.tariff}` : ""}${site.owner ? ` · home of ${site.owner}` : ""}`),
+    h("section", { class: "card", "aria-labelledby": "site-plan-h" },
+      h("h2", { id: "site-plan-h" }, "Plan"), planInfo, planErrors.node, chart.node,
+      h("h3", {}, "Sessions"), sessionsTable.node),
+    h("section", { class: "card", "aria-labelledby": "site-stations-h" },
+      h("h2", { id: "site-stations-h" }, "Stations"), wiringTable.node, wiringMsg, addBox),
+    h("section", { class: "card", "aria-labelledby": "site-limits-h" },
+      h("h2", { id: "site-limits-h" }, "Limits and settings"), limitsTree, settingsBox, settingsMsg),
+  );
+  drawTree();
+  drawSettings();
+  drawWiring();
+  await loadPlan();
+  const stop = every(12000, async () => {
+    await refreshSite();
+    await loadPlan();
+  });
+  return () => {
+    dead = true;
+    abort.abort();
+    stop();
+    chart.destroy();
   };
 }

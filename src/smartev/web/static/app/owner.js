@@ -4,6 +4,10 @@
 import { api, ApiError, stream, webConfig, setToken } from "./api.js";
 import { h, notice, fmtNumber, fmtDuration, fmtTime, fmtAgo, perFrame, setText } from "./ui.js";
 import { isStaff, navigate, me } from "./app.js";
+import {
+  amps, browserZone, clearErrors, field, kwh, localInputValue, nowWords, objectiveWords, OBJECTIVES, PHASE_COLOURS,
+  planChart, reasonsText, showErrors, sitePlanLines, withOffset,
+} from "./plan.js";
 
 // --- VSS paths the pages read ------------------------------------------------------------------------------
 const BAT = "Vehicle.Powertrain.TractionBattery";
@@ -513,10 +517,13 @@ export async function renderCarPage(main, vin, { extraLinks = [] } = {}) {
     cmdStatus,
     cmdErrors);
 
+  const planCard = chargingPlanCard(vin);
+  cleanups.push(planCard.stop);
+
   main.replaceChildren(
     header,
     h("div", { class: "car-layout" },
-      h("div", { class: "col-a" }, hero, commands),
+      h("div", { class: "col-a" }, hero, planCard.node, commands),
       h("div", { class: "col-b" }, mapCard, details, tyres)),
   );
 
@@ -1173,6 +1180,367 @@ async function chargingPage(main, { vin }) {
   };
 }
 
+// --- the car's charging plan (smart charging) ----------------------------------------------------------------
+/**
+ * The "Charging plan" card of a car page: shown while the car has an active session at a station of a
+ * smart-charging site. Now X A / paused and why, energy wanted vs planned, the planned current per period with
+ * the price, and the driver's goal (ready by, target charge). Returns {node, stop}.
+ */
+function chargingPlanCard(vin) {
+  const enc = encodeURIComponent(vin);
+  const where = h("p", { class: "muted plan-where" });
+  const nowSymbol = h("span", { class: "plan-symbol", "aria-hidden": "true" });
+  const nowText = h("span", { "data-testid": "plan-now" });
+  const reasons = h("p", { class: "plan-reasons", "data-testid": "plan-reasons" });
+  const wanted = h("dd", { "data-testid": "plan-wanted" }, "–");
+  const planned = h("dd", { "data-testid": "plan-planned" }, "–");
+  const delivered = h("dd", {}, "–");
+  const leaves = h("dd", { "data-testid": "plan-leaves" }, "–");
+  const short = h("p", { class: "notice info plan-short", hidden: true });
+  const capped = h("p", { class: "notice info", "data-testid": "plan-capped", hidden: true });
+  const chart = planChart({ label: "Planned charging current per period, with the price", testid: "plan-chart" });
+
+  const departure = field("plan-departure", "Ready by", h("input", { type: "datetime-local", step: "60" }),
+    "When you leave; your phone's time zone.");
+  const target = field("plan-target", "Target charge (%)",
+    h("input", { type: "number", min: "1", max: "100", step: "1", inputmode: "numeric" }));
+  const fields = { departure, target_soc: target };
+  const formMsg = h("div", { class: "plan-form-msg", "aria-live": "polite" });
+  const save = h("button", { type: "submit" }, "Save goal");
+  const form = h("form", { class: "plan-form", "aria-label": "Your charging goal", novalidate: true },
+    departure.node, target.node, h("div", { class: "o-field o-submit" }, save), formMsg);
+
+  const node = h("section", { class: "card plan-card", "aria-labelledby": "plan-h", "data-testid": "charging-plan", hidden: true },
+    h("h2", { id: "plan-h" }, "Charging plan"),
+    where,
+    h("p", { class: "plan-now" }, nowSymbol, nowText),
+    reasons,
+    h("dl", { class: "plan-facts" },
+      h("div", {}, h("dt", {}, "Wanted"), wanted),
+      h("div", {}, h("dt", {}, "Planned by departure"), planned),
+      h("div", {}, h("dt", {}, "Delivered so far"), delivered),
+      h("div", {}, h("dt", {}, "Leaves"), leaves)),
+    short,
+    capped,
+    chart.node,
+    form);
+
+  let sessionId = null;
+  let edited = false; // the driver is typing: the refresh must not overwrite the form
+  let stopped = false;
+  let timer = null;
+  for (const f of [departure, target]) f.control.addEventListener("input", () => (edited = true));
+
+  // A session at a station in no smart-charging site (or no longer charging) has a plan with no session.
+  async function findPlan() {
+    if (sessionId !== null) {
+      const plan = await api(`/api/v1/charging-sessions/${sessionId}/plan`);
+      if (plan.session) return plan;
+      sessionId = null;
+    }
+    const sessions = await api(`/api/v1/vehicles/${enc}/charging-sessions?limit=10`);
+    for (const s of sessions.filter((x) => x.status === "active")) {
+      const plan = await api(`/api/v1/charging-sessions/${s.id}/plan`);
+      if (plan.session) {
+        sessionId = s.id;
+        return plan;
+      }
+    }
+    return null;
+  }
+
+  function draw(plan) {
+    const s = plan.session;
+    const [symbol, words] = nowWords(s);
+    setText(where, `At ${s.station_id} · EVSE ${s.evse_id} · site ${plan.site_id}`);
+    setText(nowSymbol, `${symbol} `);
+    setText(nowText, words);
+    node.classList.toggle("plan-paused", s.control === "planned" && !(s.current_a > 0));
+    setText(reasons, reasonsText(s.reasons));
+    setText(wanted, kwh(s.energy_wanted_kwh));
+    setText(planned, kwh(s.energy_planned_kwh));
+    setText(delivered, kwh(s.energy_delivered_kwh));
+    setText(leaves, s.departure ? new Date(s.departure).toLocaleString(undefined, {
+      weekday: "short", hour: "2-digit", minute: "2-digit",
+    }) : "–");
+    const asked = plan.goal && plan.goal.target_soc !== null && plan.goal.target_soc !== undefined ? plan.goal.target_soc : null;
+    capped.hidden = !(asked !== null && s.target_soc !== null && s.target_soc < asked - 0.01);
+    setText(capped, capped.hidden ? "" : `Your car's own charge limit is ${fmtNumber(s.target_soc)} %: the plan charges to that, not to ${fmtNumber(asked)} %. Raise the charge limit on the car to charge more.`);
+    const gap = s.energy_wanted_kwh - s.energy_planned_kwh;
+    short.hidden = !(s.control === "planned" && gap >= 0.05);
+    setText(short, short.hidden ? "" : `The plan falls ${fmtNumber(gap, 1)} kWh short of what you want by then: leave later, or lower the target.`);
+    chart.update({
+      start: plan.start,
+      period_s: plan.period_s,
+      prices: plan.prices,
+      lines: [{ label: "Planned current", values: s.currents_a, stroke: PHASE_COLOURS.A, fill: "rgba(31, 79, 191, 0.10)" }],
+    });
+    if (!edited) {
+      const goal = plan.goal || {};
+      departure.control.value = localInputValue(goal.departure || s.departure);
+      const t = goal.target_soc ?? s.target_soc;
+      target.control.value = t === null || t === undefined ? "" : String(Math.round(t));
+    }
+  }
+
+  async function refresh() {
+    clearTimeout(timer);
+    timer = null;
+    try {
+      const plan = await findPlan();
+      if (stopped) return;
+      node.hidden = !plan;
+      if (plan) {
+        node.hidden = false;
+        draw(plan);
+      }
+    } catch (err) {
+      if (!stopped) console.warn("charging plan not loaded", err);
+    }
+    if (!stopped) timer = setTimeout(refresh, 15000);
+  }
+
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if (sessionId === null) return;
+    clearErrors(fields, formMsg);
+    const body = {};
+    if (departure.control.value) {
+      body.departure = withOffset(departure.control.value);
+      if (!body.departure) return departure.error("Enter a date and time.");
+    }
+    if (target.control.value !== "") {
+      const t = Number(target.control.value);
+      if (!Number.isFinite(t) || t < 1 || t > 100) {
+        target.error("Enter a charge from 1 to 100 %.");
+        target.control.focus();
+        return;
+      }
+      body.target_soc = t;
+    }
+    save.disabled = true;
+    save.setAttribute("aria-busy", "true");
+    try {
+      await api(`/api/v1/charging-sessions/${sessionId}/goal`, { method: "PUT", body });
+      if (stopped) return;
+      edited = false;
+      formMsg.replaceChildren(notice("Saved: the plan follows your goal.", "ok"));
+      await refresh();
+    } catch (err) {
+      if (!stopped) showErrors(err, fields, formMsg);
+    } finally {
+      save.disabled = false;
+      save.removeAttribute("aria-busy");
+    }
+  });
+
+  refresh();
+  return {
+    node,
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+      chart.destroy();
+    },
+  };
+}
+
+// --- #/home: the owner's home charging sites ----------------------------------------------------------------
+let homeFlash = null; // a message for the next render of the page (after creating a site)
+
+function slug(text) {
+  return text.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 24) || "home";
+}
+
+function tariffSelect(tariffs, selected = null) {
+  return h("select", {},
+    h("option", { value: "" }, "No tariff (one price)"),
+    tariffs.map((t) => h("option", { value: t.name, selected: t.name === selected }, t.name)));
+}
+
+function objectiveSelect(selected = "cheapest") {
+  return h("select", {}, OBJECTIVES.map(([key, label]) => h("option", { value: key, selected: key === selected }, label)));
+}
+
+function homeSiteCard(site, stations, onChange) {
+  const mine = new Set(site.stations.map((s) => s.station_id));
+  const facts = h("dl", { class: "plan-facts" },
+    h("div", {}, h("dt", {}, "House connection"), h("dd", {}, `${amps(site.limits.max_a)} per phase`)),
+    h("div", {}, h("dt", {}, "Ready by"), h("dd", {}, site.ready_by ? `${site.ready_by} (${site.timezone})` : "–")),
+    h("div", {}, h("dt", {}, "Target charge"), h("dd", {}, `${fmtNumber(site.target_soc)} %`)),
+    h("div", {}, h("dt", {}, "Charging"), h("dd", {}, objectiveWords(site.objective))),
+    h("div", {}, h("dt", {}, "Tariff"), h("dd", {}, site.tariff || "one price")));
+  const chargers = h("ul", { class: "home-chargers" },
+    site.stations.length
+      ? site.stations.map((w) => h("li", { "data-testid": `home-charger-${w.station_id}` },
+        h("strong", { class: "mono" }, w.station_id), ` · up to ${amps(w.max_a)} on ${w.phases} · `,
+        h("span", { class: w.online ? "state-online" : "state-offline" }, w.online ? "online" : "offline"),
+        w.controllable ? "" : ` · not steerable: ${w.reason || "the station refuses charging profiles"}`))
+      : h("li", { class: "muted" }, "No charger in this site yet."));
+
+  const free = stations.filter((s) => !mine.has(s.id));
+  const msg = h("div");
+  const idBase = `home-${slug(site.id)}`;
+  let addForm = null;
+  if (free.length) {
+    const pick = field(`${idBase}-station`, "Charger", h("select", {}, free.map((s) => h("option", { value: s.id }, s.id))));
+    const max = field(`${idBase}-max`, "Its maximum current (A)", h("input", { type: "number", min: "6", max: "63", step: "1", value: "16" }));
+    const phases = field(`${idBase}-phases`, "Phases", h("select", {},
+      h("option", { value: "ABC" }, "Three phases"), h("option", { value: "A" }, "One phase")));
+    const add = h("button", { type: "submit", class: "secondary" }, "Add charger");
+    addForm = h("form", { class: "plan-form", "aria-label": `Add a charger to ${site.name}`, novalidate: true },
+      pick.node, max.node, phases.node, h("div", { class: "o-field o-submit" }, add), msg);
+    addForm.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const fields = { max_a: max, phases };
+      clearErrors(fields, msg);
+      add.disabled = true;
+      try {
+        await api(`/api/v1/sites/${encodeURIComponent(site.id)}/stations/${encodeURIComponent(pick.control.value)}`, {
+          method: "PUT", body: { phases: phases.control.value, max_a: Number(max.control.value), min_a: 6 },
+        });
+        homeFlash = `Charger ${pick.control.value} added to ${site.name}.`;
+        onChange();
+      } catch (err) {
+        showErrors(err, fields, msg);
+        add.disabled = false;
+      }
+    });
+  }
+
+  const chart = planChart({ label: `Plan of ${site.name}: load per phase against the house connection, with the price`, testid: `site-chart-${site.id}` });
+  const planText = h("ul", { class: "home-plan-sessions", "data-testid": `home-plan-${site.id}` });
+  const planInfo = h("p", { class: "muted" });
+  const node = h("section", { class: "card home-site", "aria-labelledby": `${idBase}-h`, "data-testid": `home-site-${site.id}` },
+    h("h2", { id: `${idBase}-h` }, site.name),
+    facts,
+    h("h3", {}, "Chargers"),
+    chargers,
+    addForm,
+    h("h3", {}, "Plan"),
+    planInfo,
+    planText,
+    chart.node);
+
+  async function loadPlan() {
+    const plan = await api(`/api/v1/sites/${encodeURIComponent(site.id)}/plan`);
+    setText(planInfo, plan.sessions.length ? `Planned ${new Date(plan.planned_at).toLocaleTimeString()}.` : "No car is charging here now.");
+    planText.replaceChildren(...plan.sessions.map((s) => {
+      const [symbol, words] = nowWords(s);
+      return h("li", {}, h("span", { "aria-hidden": "true" }, `${symbol} `),
+        `${s.station_id}: ${words}; ${kwh(s.energy_planned_kwh)} of ${kwh(s.energy_wanted_kwh)} wanted by ` +
+        `${new Date(s.departure).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" })}. ${reasonsText(s.reasons)}`);
+    }));
+    chart.update({ start: plan.start, period_s: plan.period_s, prices: plan.prices, lines: sitePlanLines(plan) });
+  }
+  return { node, loadPlan, destroy: () => chart.destroy() };
+}
+
+async function homeChargingPage(main) {
+  const [sites, stations, tariffs] = await Promise.all([
+    api("/api/v1/sites"), api("/api/v1/stations"), api("/api/v1/tariffs"),
+  ]);
+  const flash = homeFlash;
+  homeFlash = null;
+  const rerender = () => navigate("/home");
+  const cards = sites.map((s) => homeSiteCard(s, stations, rerender));
+
+  // create a home site
+  const name = field("home-name", "Name", h("input", { type: "text", maxlength: "100", value: "Home", autocomplete: "off" }));
+  const limit = field("home-limit", "House connection limit (A per phase)",
+    h("input", { type: "number", min: "6", max: "400", step: "1", value: "25", inputmode: "numeric" }),
+    "The main fuse: what the house may draw in all, charging included.");
+  const ready = field("home-ready", "Ready by", h("input", { type: "time", value: "07:00" }));
+  const target = field("home-target", "Target charge (%)", h("input", { type: "number", min: "1", max: "100", step: "1", value: "80" }));
+  const objective = field("home-objective", "Charge", objectiveSelect("cheapest"));
+  const tariff = field("home-tariff", "Tariff", tariffSelect(tariffs));
+  const zoneList = h("datalist", { id: "home-zones" },
+    (typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : []).map((z) => h("option", { value: z })));
+  const zone = field("home-zone", "Time zone", h("input", { type: "text", value: browserZone(), list: "home-zones", autocomplete: "off" }));
+  const charger = field("home-charger", "Your charger", h("select", {},
+    h("option", { value: "" }, "None yet"), stations.map((s) => h("option", { value: s.id }, s.id))));
+  if (stations.length === 1) charger.control.value = stations[0].id;
+  const chargerMax = field("home-charger-max", "Charger maximum current (A)",
+    h("input", { type: "number", min: "6", max: "63", step: "1", value: "16" }));
+  const msg = h("div", { "aria-live": "polite" });
+  const create = h("button", { type: "submit" }, "Create home site");
+  const form = h("form", { class: "card home-form", "aria-labelledby": "home-new-h", novalidate: true },
+    h("h2", { id: "home-new-h" }, sites.length ? "Add another home" : "Set up home charging"),
+    h("div", { class: "home-form-grid" },
+      name.node, limit.node, ready.node, target.node, objective.node, tariff.node, zone.node, zoneList,
+      charger.node, chargerMax.node),
+    msg,
+    create);
+  const fields = {
+    name, "limits.max_a": limit, limits: limit, ready_by: ready, target_soc: target, objective, tariff, timezone: zone,
+    max_a: chargerMax, station: charger,
+  };
+
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearErrors(fields, msg);
+    const label = name.control.value.trim();
+    if (!label) return name.error("Give the site a name."), name.control.focus();
+    const body = {
+      id: `home-${slug(label)}-${Math.random().toString(36).slice(2, 7)}`,
+      name: label,
+      limits: { id: "house", max_a: Number(limit.control.value), circuits: [] },
+      objective: objective.control.value,
+      tariff: tariff.control.value || null,
+      timezone: zone.control.value.trim() || browserZone(),
+      ready_by: ready.control.value || null,
+      target_soc: Number(target.control.value),
+    };
+    create.disabled = true;
+    create.setAttribute("aria-busy", "true");
+    let made = null;
+    try {
+      made = await api("/api/v1/sites", { method: "POST", body });
+      if (charger.control.value) {
+        await api(`/api/v1/sites/${encodeURIComponent(made.id)}/stations/${encodeURIComponent(charger.control.value)}`, {
+          method: "PUT", body: { phases: "ABC", max_a: Number(chargerMax.control.value), min_a: 6 },
+        });
+      }
+      homeFlash = `Home site “${made.name}” created${charger.control.value ? ` with ${charger.control.value}` : ""}.`;
+      rerender();
+    } catch (err) {
+      if (made) {
+        homeFlash = `Home site “${made.name}” created, but the charger was not added: ${errText(err)}`;
+        rerender();
+        return;
+      }
+      showErrors(err, fields, msg);
+      create.disabled = false;
+      create.removeAttribute("aria-busy");
+    }
+  });
+
+  main.replaceChildren(...[
+    h("h1", {}, "Home charging"),
+    h("p", { class: "muted" },
+      "Say what your house connection takes and when the car must be ready: the platform charges in the cheapest ",
+      "hours (or as fast as it may) without tripping the main fuse."),
+    flash ? notice(flash, flash.includes("not added") ? "error" : "ok") : null,
+    sites.length ? null : notice("You have no home site yet.", "info"),
+    ...cards.map((c) => c.node),
+    stations.length ? null : notice("You have no charger of your own registered; ask your operator to register your wallbox.", "info"),
+    form,
+  ].filter(Boolean));
+
+  let gone = false;
+  let timer = null;
+  async function loadPlans() {
+    await Promise.all(cards.map((c) => c.loadPlan().catch((err) => console.warn("plan not loaded", err))));
+    if (!gone) timer = setTimeout(loadPlans, 15000);
+  }
+  loadPlans();
+  return () => {
+    gone = true;
+    clearTimeout(timer);
+    for (const c of cards) c.destroy();
+  };
+}
+
 // --- #/settings ----------------------------------------------------------------------------------------------
 /** POST /users/me/password; a wrong current password is a 422 on that field (the login stays valid). */
 async function changePassword(currentPassword, newPassword) {
@@ -1360,5 +1728,6 @@ export function register(route) {
   route("/cars/:vin", (main, { vin }) => renderCarPage(main, vin), { title: "Car" });
   route("/cars/:vin/history", historyPage, { title: "History" });
   route("/cars/:vin/charging", chargingPage, { title: "Charging sessions" });
+  route("/home", homeChargingPage, { title: "Home charging" });
   route("/settings", settingsPage, { title: "Settings" });
 }

@@ -1,8 +1,8 @@
 // Service worker: the app shell (pages, scripts, styles, icons) is cached so the app opens without a
 // network; API calls and map tiles always go to the network (live data is never served stale).
-const VERSION = "smartev-shell-v1";
+const VERSION = "smartev-shell-v2";
 const SHELL = [
-  "./", "index.html", "app.js", "api.js", "ui.js", "owner.js", "console.js", "style.css", "owner.css", "console.css",
+  "./", "index.html", "app.js", "api.js", "ui.js", "owner.js", "console.js", "plan.js", "style.css", "owner.css", "console.css",
   "manifest.webmanifest", "icons/icon-192.png", "icons/icon-512.png",
   "vendor/leaflet/leaflet.js", "vendor/leaflet/leaflet.css",
   "vendor/markercluster/leaflet.markercluster.js", "vendor/markercluster/MarkerCluster.css",
