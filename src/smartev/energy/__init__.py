@@ -3,7 +3,28 @@
 The planner is pure (plain data in, a `Plan` out, no I/O); the central system applies its first period.
 """
 
-from smartev.energy.domain import ALL_PHASES, Limit, Objective, Phase, Plan, Session, Tariff
+from smartev.energy.domain import (
+    ALL_PHASES,
+    Limit,
+    LinearLimit,
+    Objective,
+    Phase,
+    Plan,
+    Session,
+    SiteForecast,
+    Tariff,
+)
 from smartev.energy.planner import plan
 
-__all__ = ["ALL_PHASES", "Limit", "Objective", "Phase", "Plan", "Session", "Tariff", "plan"]
+__all__ = [
+    "ALL_PHASES",
+    "Limit",
+    "LinearLimit",
+    "Objective",
+    "Phase",
+    "Plan",
+    "Session",
+    "SiteForecast",
+    "Tariff",
+    "plan",
+]

@@ -32,6 +32,10 @@ class Objective(StrEnum):
     """The most energy by departure, delivered as early as possible (robust to arrivals nobody announced)."""
     CHEAPEST = "cheapest"
     """The most energy by departure, bought in the cheapest periods that still allow it."""
+    SOLAR = "solar"
+    """The most energy by departure, drawn from the solar surplus first (self-consumption), then the grid."""
+    FAIRNESS = "fairness"
+    """The most energy by departure, shared so that every driver gets the same fraction of what they want."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +47,12 @@ class Session:
         phases: the phases the car draws on; it draws the same current on each of them.
         min_a: the lowest pilot current the car accepts; 0 means any whole amp will do.
         departure: the first period the car is gone (an index from 0 = now), or the departure time.
-        voltage_v: the phase-to-neutral voltage, used to turn current into energy.
+        voltage_v: the voltage each phase's current is drawn at (phase-to-neutral, or line-to-line for a
+            charger wired between two phases), used to turn current into energy.
+        arrival: the first period the car is there; 0 (now) for a car that is plugged in. Only a plan that
+            knows the future (the offline optimum of the benchmark) has sessions arriving later.
+        pilots_a: the non-zero pilot currents the charger accepts when it only takes a few (e.g. 8, 16, 24,
+            32 A); `None` means any whole amp from `min_a` to `max_a`.
     """
 
     id: str
@@ -56,6 +65,8 @@ class Session:
     phases: frozenset[Phase] = ALL_PHASES
     voltage_v: float = 230.0
     circuit: str | None = None
+    arrival: int = 0
+    pilots_a: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.phases or not self.phases <= ALL_PHASES:
@@ -66,6 +77,10 @@ class Session:
             raise ValueError(f"session {self.id}: energy_wanted_kwh must be finite and >= 0")
         if not self.voltage_v > 0:
             raise ValueError(f"session {self.id}: voltage_v must be > 0")
+        if self.arrival < 0:
+            raise ValueError(f"session {self.id}: arrival must be >= 0")
+        if self.pilots_a is not None and not all(p > 0 and float(p).is_integer() for p in self.pilots_a):
+            raise ValueError(f"session {self.id}: pilots_a must be whole amps > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,14 +110,64 @@ class Limit:
 
 
 @dataclass(frozen=True, slots=True)
+class LinearLimit:
+    """A limit on a weighted sum of the currents of some stations: Σ weight × current ≤ `max_a`.
+
+    The tree of `Limit`s covers the usual site (each car adds its current to each phase it draws on). Wiring
+    that the tree cannot describe — chargers connected line-to-line behind a transformer, where a line current
+    is a difference of charger currents — is described by such rows; a negative weight means that charging
+    that station relieves the line. The ACN-Sim adapter (`smartev.energy.acn`) builds them from a network's
+    phasor constraints. Every session at a station counts with the station's weight.
+    """
+
+    id: str
+    weights: Mapping[str, float]
+    max_a: float
+
+    def __post_init__(self) -> None:
+        if not self.max_a >= 0 or not math.isfinite(self.max_a):
+            raise ValueError(f"limit {self.id}: max_a must be finite and >= 0")
+        if not all(math.isfinite(w) for w in self.weights.values()):
+            raise ValueError(f"limit {self.id}: weights must be finite")
+
+
+@dataclass(frozen=True, slots=True)
 class Tariff:
-    """The energy price of each planning period, from now on."""
+    """The energy price of each planning period, from now on, and the demand charge.
+
+    Args:
+        demand_charge_per_kw: the price of each kW of the highest grid import over the horizon (the site's
+            power drawn from the grid: chargers plus house load minus solar production).
+    """
 
     prices_per_kwh: tuple[float, ...]
+    demand_charge_per_kw: float = 0.0
 
     def __post_init__(self) -> None:
         if not all(math.isfinite(p) for p in self.prices_per_kwh):
             raise ValueError("tariff prices must be finite")
+        if not 0 <= self.demand_charge_per_kw < math.inf:
+            raise ValueError("the demand charge must be finite and >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class SiteForecast:
+    """What else happens at the site connection, per planning period from now on, in kW.
+
+    The house load takes its share of the site connection (the root `Limit`) before the chargers, and solar
+    production adds to what the chargers may draw; both are taken as spread evenly over the three phases at
+    `voltage_v` phase-to-neutral. Periods past the end of a forecast count as 0 kW.
+    """
+
+    house_kw: tuple[float, ...] = ()
+    solar_kw: tuple[float, ...] = ()
+    voltage_v: float = 230.0
+
+    def __post_init__(self) -> None:
+        if not all(0 <= p < math.inf for p in (*self.house_kw, *self.solar_kw)):
+            raise ValueError("forecast powers must be finite and >= 0")
+        if not self.voltage_v > 0:
+            raise ValueError("voltage_v must be > 0")
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,26 +14,29 @@ from smartev.energy.problem import FloatArray, IntArray, Problem
 
 def laxity_order(problem: Problem, remaining: FloatArray, period: int) -> IntArray:
     """Sessions present in `period` that still want energy, least laxity first (then earliest departure, id)."""
-    present = np.flatnonzero((problem.departure > period) & (remaining > 1e-9))
+    present = np.flatnonzero(problem.present(period) & (remaining > 1e-9))
     laxity = (problem.departure[present] - period) - remaining[present] / np.maximum(
         problem.max_a[present], 1e-9
     )
     return present[np.lexsort((present, problem.departure[present], laxity))]
 
 
-def solve_llf(problem: Problem) -> FloatArray:
-    """A schedule (session × period, amps) that respects every limit, built greedily by least laxity."""
+def solve_llf(problem: Problem, row_limit: FloatArray | None = None) -> FloatArray:
+    """A schedule (session × period, amps) that respects every limit, built greedily by least laxity.
+
+    Every session starts at 0 A, which every row allows; adding current to a session only uses up the rows
+    it has a positive weight in (a negative weight relieves the row), so checking those keeps every limit.
+    `row_limit` (row × period) overrides the problem's limits per period.
+    """
+    limits = problem.period_limits() if row_limit is None else row_limit
     remaining = problem.need.copy()
     schedule = np.zeros((len(problem.ids), problem.periods))
-    session_rows = [problem.session_rows(s) for s in range(len(problem.ids))]
     for period in range(problem.periods):
-        headroom = problem.row_limit.copy()
+        headroom = limits[:, period].copy()
         for s in laxity_order(problem, remaining, period):
-            rows = session_rows[s]
-            room = float(headroom[rows].min()) if rows.size else np.inf
-            current = min(problem.max_a[s], remaining[s], room)
+            current = min(problem.max_a[s], remaining[s], problem.room(headroom, s))
             if current > 0:
                 schedule[s, period] = current
-                headroom[rows] -= current
+                headroom -= problem.rows[:, s] * current
                 remaining[s] -= current
     return schedule

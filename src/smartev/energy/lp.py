@@ -12,11 +12,18 @@ the session leaving first is served first. The weights are ordered so that energ
 
 Fairness can only trade energy between sessions whose energy per amp differs by less than FAIRNESS (0.5 %);
 on one site with one voltage that never happens, so the plan then delivers the maximum energy exactly.
+
+The objectives pick the MAJOR tier: earliness (MAX_ENERGY), money (CHEAPEST: energy price, plus the demand
+charge on a peak variable P ≥ chargers + house − solar in every period), grid energy beyond the solar surplus
+(SOLAR: a variable g per period with chargers − g ≤ surplus), or, for FAIRNESS, the fraction z of what it
+wanted that every session gets at least (a max-min, weighed in the fairness tier), with slices that are
+fractions of what each session wants rather than of what it could get.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp  # type: ignore[import-untyped]
 from scipy.optimize import linprog  # type: ignore[import-untyped]
 
@@ -29,61 +36,153 @@ MAJOR = 1e-3
 MINOR = 1e-5
 
 
+def _tiers(objective: Objective) -> tuple[float, float]:
+    """The weights of (price, earliness) under `objective`; SOLAR puts grid energy in the MAJOR tier."""
+    if objective is Objective.CHEAPEST:
+        return MAJOR, MINOR
+    if objective is Objective.MAX_ENERGY:
+        return MINOR, MAJOR
+    return MINOR, MINOR
+
+
 def solve_lp(problem: Problem, objective: Objective, time_limit_s: float) -> FloatArray | None:
     """The LP schedule (session × period, amps), or `None` when HiGHS fails or runs out of time."""
     n_sessions, periods = len(problem.ids), problem.periods
-    dep = problem.departure
-    n_x = int(dep.sum())
+    arr, dep = problem.arrival, problem.departure
+    span_of = np.maximum(dep - arr, 0)
+    n_x = int(span_of.sum())
     if n_x == 0:
         return np.zeros((n_sessions, periods))
-    x_session = np.repeat(np.arange(n_sessions), dep)
-    x_period = np.arange(n_x) - np.repeat(np.cumsum(dep) - dep, dep)
+    x_session = np.repeat(np.arange(n_sessions), span_of)
+    x_period = np.arange(n_x) - np.repeat(np.cumsum(span_of) - span_of, span_of) + arr[x_session]
 
     # energy weight per amp-period, relative to the session that gets the most energy out of an amp
     weight = problem.kwh_per_a / problem.kwh_per_a.max()
-    span = float(np.ptp(problem.prices))
-    price = (problem.prices - problem.prices.min()) / span if span > 0 else np.zeros(periods)
-    price_w, late_w = (MAJOR, MINOR) if objective is Objective.CHEAPEST else (MINOR, MAJOR)
-    lateness = (x_period + 1) / dep[x_session]
-    cost_x = weight[x_session] * (price_w * price[x_period] + late_w * lateness)
+    price_w, late_w = _tiers(objective)
+    lateness = (x_period - arr[x_session] + 1) / span_of[x_session]
+    cost_x = weight[x_session] * late_w * lateness
+    n_y = n_sessions * SLICES
     slice_bonus = 1 + FAIRNESS * (SLICES - np.arange(SLICES)) / SLICES
     cost_y = -(weight[:, None] * slice_bonus[None, :]).ravel()
 
+    # the extra variables, after x and y: grid power beyond the solar surplus (g, per period) under SOLAR,
+    # the peak grid import (P) with a demand charge, the fraction every driver gets at least (z) under FAIRNESS
+    solar = objective is Objective.SOLAR
+    peak = problem.demand_charge > 0
+    fair = objective is Objective.FAIRNESS
+    n_g = periods if solar else 0
+    n_vars = n_x + n_y + n_g + int(peak) + int(fair)
+    g0, p0 = n_x + n_y, n_x + n_y + n_g
+    z0 = p0 + int(peak)
+    extra_cost = np.zeros(n_vars - n_x - n_y)
+    extra_upper = np.full(n_vars - n_x - n_y, np.inf)
+    blocks: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], FloatArray, FloatArray]] = []
+    power_x = problem.kw_per_a[x_session]  # kW per amp of each x
+
+    if peak:
+        # money in the price tier: energy price and demand charge on one scale, at most `price_w` per amp-period
+        ref = problem.kw_per_a.max() * (
+            np.abs(problem.prices).max() * problem.period_h + problem.demand_charge
+        )
+        money = price_w / ref
+        cost_x += money * (problem.prices[x_period] - problem.prices.min()) * problem.kwh_per_a[x_session]
+        extra_cost[p0 - g0] = money * problem.demand_charge
+        # Σ kW of the chargers − P ≤ solar − house, in every period
+        base = problem.house_kw - problem.solar_kw
+        blocks.append(
+            (
+                np.concatenate([x_period, np.arange(periods)]),
+                np.concatenate([np.arange(n_x), np.full(periods, p0)]),
+                np.concatenate([power_x, -np.ones(periods)]),
+                -base,
+            )
+        )
+    else:
+        span = float(np.ptp(problem.prices))
+        price = (problem.prices - problem.prices.min()) / span if span > 0 else np.zeros(periods)
+        cost_x += weight[x_session] * price_w * price[x_period]
+    if solar:
+        # Σ kW of the chargers − g ≤ the solar surplus; each kWh from the grid costs MAJOR per amp-period
+        surplus = np.maximum(problem.solar_kw - problem.house_kw, 0)
+        extra_cost[:n_g] = MAJOR / problem.kw_per_a.max()
+        blocks.append(
+            (
+                np.concatenate([x_period, np.arange(periods)]),
+                np.concatenate([np.arange(n_x), g0 + np.arange(periods)]),
+                np.concatenate([power_x, -np.ones(periods)]),
+                surplus,
+            )
+        )
+    if fair:
+        # z × (what session s wants) − Σ_t x[s, t] ≤ 0: everyone gets at least the fraction z of it
+        extra_upper[z0 - g0] = 1.0
     # limits: one row per (limit row, period), over the sessions present in that period
-    ub_rows, ub_cols = [], []
+    ub_rows, ub_cols, ub_vals = [], [], []
     for r in range(len(problem.row_limit)):
-        counted = problem.rows[r, x_session] > 0
+        weights = problem.rows[r, x_session]
+        counted = weights != 0
         ub_rows.append(r * periods + x_period[counted])
         ub_cols.append(np.flatnonzero(counted))
+        ub_vals.append(weights[counted])
     n_ub = len(problem.row_limit) * periods
     rows_i = np.concatenate(ub_rows) if ub_rows else np.zeros(0, dtype=np.int64)
     cols_i = np.concatenate(ub_cols) if ub_cols else np.zeros(0, dtype=np.int64)
-    a_ub = sp.csr_array((np.ones(len(rows_i)), (rows_i, cols_i)), shape=(n_ub, n_x + n_sessions * SLICES))
-    b_ub = np.repeat(problem.row_limit, periods)
+    vals = np.concatenate(ub_vals) if ub_vals else np.zeros(0)
+    limits = problem.period_limits()
+    b_parts = [limits.ravel()]
+
+    # an upper bound on what each session can get; rows with negative weights may be relieved, so skip them
+    plain = np.where((problem.rows >= 0).all(axis=1, keepdims=True), problem.rows, 0.0)
+    loosest = limits.max(axis=1, initial=0.0)
+    with np.errstate(divide="ignore"):
+        per_row = np.where(plain > 0, loosest[:, None] / np.where(plain > 0, plain, 1), np.inf)
+    tightest = per_row.min(axis=0, initial=np.inf)
+    reachable = np.minimum(problem.need, np.minimum(problem.max_a, tightest) * span_of)
+
+    if fair:
+        wanting = np.flatnonzero(reachable > 1e-9)
+        # its fraction is only weighed when it can be raised without losing energy: FAIRNESS per driver
+        extra_cost[z0 - g0] = -FAIRNESS * (float(problem.need[wanting].min()) if wanting.size else 0.0)
+        in_wanting = np.isin(x_session, wanting)
+        position = np.searchsorted(wanting, x_session[in_wanting])
+        blocks.append(
+            (
+                np.concatenate([position, np.arange(len(wanting))]),
+                np.concatenate([np.flatnonzero(in_wanting), np.full(len(wanting), z0)]),
+                np.concatenate([-np.ones(int(in_wanting.sum())), problem.need[wanting]]),
+                np.zeros(len(wanting)),
+            )
+        )
+    for block_rows, block_cols, block_vals, block_b in blocks:
+        rows_i = np.concatenate([rows_i, n_ub + block_rows])
+        cols_i = np.concatenate([cols_i, block_cols])
+        vals = np.concatenate([vals, block_vals])
+        b_parts.append(block_b)
+        n_ub += len(block_b)
+    a_ub = sp.csr_array((vals, (rows_i, cols_i)), shape=(n_ub, n_vars))
+    b_ub = np.concatenate(b_parts)
 
     # per session: the current it gets over the horizon equals the energy in its slices
     a_eq = sp.csr_array(
         (
-            np.concatenate([np.ones(n_x), -np.ones(n_sessions * SLICES)]),
+            np.concatenate([np.ones(n_x), -np.ones(n_y)]),
             (
                 np.concatenate([x_session, np.repeat(np.arange(n_sessions), SLICES)]),
-                np.arange(n_x + n_sessions * SLICES),
+                np.arange(n_x + n_y),
             ),
         ),
-        shape=(n_sessions, n_x + n_sessions * SLICES),
+        shape=(n_sessions, n_vars),
     )
-    tightest = np.array(
-        [problem.row_limit[problem.session_rows(s)].min(initial=np.inf) for s in range(n_sessions)]
-    )
-    reachable = np.minimum(problem.need, np.minimum(problem.max_a, tightest) * dep)
+    # the slices share what each could get; under FAIRNESS they are fractions of what each wants instead
+    sliced = problem.need if fair else reachable
     bounds = np.column_stack(
         [
-            np.zeros(n_x + n_sessions * SLICES),
-            np.concatenate([problem.max_a[x_session], np.repeat(reachable / SLICES, SLICES)]),
+            np.zeros(n_vars),
+            np.concatenate([problem.max_a[x_session], np.repeat(sliced / SLICES, SLICES), extra_upper]),
         ]
     )
     result = linprog(
-        np.concatenate([cost_x, cost_y]),
+        np.concatenate([cost_x, cost_y, extra_cost]),
         A_ub=a_ub if n_ub else None,
         b_ub=b_ub if n_ub else None,
         A_eq=a_eq,

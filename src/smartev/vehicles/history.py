@@ -223,7 +223,8 @@ async def query(
     points: list[tuple[int, float | None, str | None]]
     async with engine.connect() as conn:
         if interval_ms and numeric:
-            bucket = (h.ts // interval_ms).label("bucket")  # floor division: SQLAlchemy 2 "/" is true division
+            # floor division: SQLAlchemy 2's "/" is true division
+            bucket = (h.ts // interval_ms).label("bucket")
             stmt = (
                 select(bucket, func.avg(h.value_num), func.max(h.ts))
                 .where(where)
