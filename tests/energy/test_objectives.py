@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from smartev.energy import ALL_PHASES, Limit, Objective, Phase, Session, SiteForecast, Tariff, plan
+from energy.test_planner import fifty_sessions
+from smartev.energy import Limit, Objective, Phase, Session, SiteForecast, Tariff, plan
 
 HOUR = 3600
 ONE_PHASE = frozenset({Phase.A})
@@ -127,19 +128,7 @@ def test_fairness_gives_every_driver_the_same_fraction_of_what_they_want() -> No
 @pytest.mark.parametrize("objective", list(Objective))
 def test_fifty_sessions_over_a_day_with_solar_house_load_and_a_demand_charge(objective: Objective) -> None:
     """Prints the solve time of 50 sessions × 288 five-minute periods with every input in use."""
-    sessions = [
-        Session(
-            f"s{i}",
-            f"CA-{i}",
-            1,
-            energy_wanted_kwh=5 + (i * 7) % 35,
-            departure=12 + (i * 37) % 276,
-            phases=ALL_PHASES if i % 3 == 0 else frozenset({list(Phase)[i % 3]}),
-            circuit=f"feeder{i % 4}",
-        )
-        for i in range(50)
-    ]
-    site = Limit("site", 250, children=tuple(Limit(f"feeder{j}", 100) for j in range(4)))
+    sessions, site = fifty_sessions()
     prices = Tariff(tuple(0.30 if 84 <= t < 252 else 0.15 for t in range(288)), demand_charge_per_kw=12.0)
     forecast = SiteForecast(
         house_kw=tuple(20.0 + 10 * (96 <= t < 120) for t in range(288)),

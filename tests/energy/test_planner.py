@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,12 +19,6 @@ PERIOD_S = 900
 TOL = 1e-6
 
 
-def walk(node: Limit) -> Iterator[Limit]:
-    yield node
-    for child in node.children:
-        yield from walk(child)
-
-
 def kwh_per_a(session: Session, period_s: int = PERIOD_S) -> float:
     return session.voltage_v * len(session.phases) * period_s / 3_600_000
 
@@ -33,8 +26,8 @@ def kwh_per_a(session: Session, period_s: int = PERIOD_S) -> float:
 def assert_plan_keeps_promises(result: Plan, sessions: list[Session], site: Limit, periods: int) -> None:
     """Check a plan against the inputs directly, without the planner's own bookkeeping."""
     by_id = {s.id: s for s in sessions}
-    for node in walk(site):
-        below = {n.id for n in walk(node)}
+    for node in site.nodes():
+        below = {n.id for n in node.nodes()}
         members = [s for s in sessions if (s.circuit or site.id) in below]
         for phase in Phase:
             for t in range(periods):
@@ -74,7 +67,7 @@ def sites(draw: st.DrawFn) -> Limit:
 @st.composite
 def cases(draw: st.DrawFn) -> tuple[list[Session], Limit, Tariff, int]:
     site = draw(sites())
-    circuits = [n.id for n in walk(site)]
+    circuits = [n.id for n in site.nodes()]
     periods = draw(st.integers(1, 16))
     sessions = []
     for i in range(draw(st.integers(0, 8))):
@@ -281,8 +274,8 @@ def test_impossible_data_cannot_be_built(make: object) -> None:
         make()  # type: ignore[operator]
 
 
-def test_fifty_sessions_over_a_day_of_five_minute_periods() -> None:
-    """Plans 50 sessions × 288 periods and prints the solve time (speed is measured in bench/, not here)."""
+def fifty_sessions() -> tuple[list[Session], Limit]:
+    """50 sessions of mixed phases, needs and departures on four 100 A feeders of a 250 A site (24 h of 5 min)."""
     sessions = [
         Session(
             f"s{i}",
@@ -295,7 +288,12 @@ def test_fifty_sessions_over_a_day_of_five_minute_periods() -> None:
         )
         for i in range(50)
     ]
-    site = Limit("site", 250, children=tuple(Limit(f"feeder{j}", 100) for j in range(4)))
+    return sessions, Limit("site", 250, children=tuple(Limit(f"feeder{j}", 100) for j in range(4)))
+
+
+def test_fifty_sessions_over_a_day_of_five_minute_periods() -> None:
+    """Plans 50 sessions × 288 periods and prints the solve time (speed is measured in bench/, not here)."""
+    sessions, site = fifty_sessions()
     prices = Tariff(tuple(0.30 if 84 <= t < 252 else 0.15 for t in range(288)))
     for objective in Objective:
         result = plan(sessions, site, prices, 288, 300, objective, time_budget_s=30)

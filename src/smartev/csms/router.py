@@ -10,15 +10,12 @@ import csv
 import dataclasses
 import io
 import secrets
-from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import Response, StreamingResponse
-from ocpp.exceptions import OCPPError
-from websockets.exceptions import ConnectionClosed
 
 from smartev.accounts.dependencies import CurrentUser, StaffUser, is_staff
 from smartev.accounts.models import User
@@ -52,7 +49,7 @@ from smartev.csms.schemas import (
     TriggerRequest,
     UnlockRequest,
 )
-from smartev.csms.server import StationDidNotAnswer, StationOffline
+from smartev.csms.server import answer
 from smartev.csms.stations import StationRecord
 from smartev.csms.tariffs import Tariff
 from smartev.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -69,7 +66,6 @@ if TYPE_CHECKING:
     from smartev.app import Platform
 
 router = APIRouter(prefix="/api/v1", tags=["charging"])
-T = TypeVar("T")
 # what a route that asks a station may answer besides its result (and 422 for a bad request)
 ASKS_STATION: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "no such station (or session), or not yours"},
@@ -143,24 +139,6 @@ def _tariff_id(p: Platform, name: str | None) -> int | None:
         if n == name:
             return tariff_id
     raise InvalidInput(f"no tariff named {name}", ("body", "tariff"))
-
-
-async def _answer(station_id: str, what: str, pending: Awaitable[T], loc: tuple[str, ...] = ("body",)) -> T:
-    """The station's answer; in words when it does not come, or when the request cannot be sent to it.
-
-    The adapters raise ValueError for what the station's OCPP version cannot carry (a 2.0.1 setting that is
-    not Component.Variable, a trigger the version does not know, a tag too long): the caller's mistake (422).
-    """
-    try:
-        return await pending
-    except TimeoutError:
-        raise StationDidNotAnswer(f"station {station_id} did not answer {what} in time") from None
-    except ConnectionClosed:
-        raise StationOffline(f"station {station_id} disconnected before answering {what}") from None
-    except OCPPError as exc:
-        raise Conflict(f"station {station_id} refused {what}: {exc.code} {exc.description}") from None
-    except ValueError as exc:
-        raise InvalidInput(str(exc), loc) from None
 
 
 def _control(p: Platform, user: User, station_id: str, staff_only: bool = True) -> ChargerControl:
@@ -275,7 +253,7 @@ async def get_configuration(
     key: Annotated[list[str] | None, Query(description="keys to read; all when absent")] = None,
 ) -> dict[str, Any]:
     control = _control(_platform(request), user, station_id)
-    result: dict[str, Any] = await _answer(
+    result: dict[str, Any] = await answer(
         station_id, "the configuration", control.get_configuration(key), ("query", "key")
     )
     return result
@@ -299,7 +277,7 @@ async def set_configuration(
             raise InvalidInput(str(exc), ("body", "values", key)) from None
     out = {}
     for key, value in body.values.items():
-        out[key] = await _answer(
+        out[key] = await answer(
             station_id, f"setting {key}", control.set_configuration(key, value), ("body", "values", key)
         )
     return out
@@ -333,7 +311,7 @@ async def remote_start(
         # the station would start, ask, hear this and stop again: say it now instead
         raise Conflict(f"id tag {tag} may not charge: {auth.status}")
     control = p.central.control(rec.id)
-    status_text = await _answer(
+    status_text = await answer(
         station_id, "the remote start", control.remote_start(tag, body.evse_id, secrets.randbelow(2**31 - 1))
     )
     return StationAnswer(status=status_text)
@@ -365,7 +343,7 @@ async def remote_stop(
             "more than one session is active: give the transaction_id", ("body", "transaction_id")
         )
     control = p.central.control(rec.id)
-    status_text = await _answer(station_id, "the remote stop", control.remote_stop(active[0].transaction_id))
+    status_text = await answer(station_id, "the remote stop", control.remote_stop(active[0].transaction_id))
     return StationAnswer(status=status_text, detail={"transaction_id": active[0].transaction_id})
 
 
@@ -377,7 +355,7 @@ async def remote_stop(
 )
 async def reset(station_id: str, body: ResetRequest, request: Request, user: CurrentUser) -> StationAnswer:
     control = _control(_platform(request), user, station_id)
-    return StationAnswer(status=await _answer(station_id, "the reset", control.reset(body.type)))
+    return StationAnswer(status=await answer(station_id, "the reset", control.reset(body.type)))
 
 
 @router.post(
@@ -389,7 +367,7 @@ async def reset(station_id: str, body: ResetRequest, request: Request, user: Cur
 async def unlock(station_id: str, body: UnlockRequest, request: Request, user: CurrentUser) -> StationAnswer:
     control = _control(_platform(request), user, station_id, staff_only=False)
     return StationAnswer(
-        status=await _answer(station_id, "the unlock", control.unlock(body.evse_id, body.connector_id))
+        status=await answer(station_id, "the unlock", control.unlock(body.evse_id, body.connector_id))
     )
 
 
@@ -404,7 +382,7 @@ async def availability(
 ) -> StationAnswer:
     control = _control(_platform(request), user, station_id)
     return StationAnswer(
-        status=await _answer(
+        status=await answer(
             station_id, "the availability change", control.change_availability(body.evse_id, body.operative)
         )
     )
@@ -421,7 +399,7 @@ async def trigger(
 ) -> StationAnswer:
     control = _control(_platform(request), user, station_id)
     return StationAnswer(
-        status=await _answer(station_id, "the trigger", control.trigger(body.message, body.evse_id))
+        status=await answer(station_id, "the trigger", control.trigger(body.message, body.evse_id))
     )
 
 
@@ -444,7 +422,7 @@ async def set_charging_profile(
         transaction_id=body.transaction_id,
     )
     return StationAnswer(
-        status=await _answer(station_id, "the charging profile", control.set_charging_limit(limit))
+        status=await answer(station_id, "the charging profile", control.set_charging_limit(limit))
     )
 
 
@@ -462,7 +440,7 @@ async def clear_charging_profile(
 ) -> StationAnswer:
     control = _control(_platform(request), user, station_id)
     return StationAnswer(
-        status=await _answer(
+        status=await answer(
             station_id, "clearing the charging profile", control.clear_charging_limit(evse_id, None)
         )
     )
@@ -482,7 +460,7 @@ async def composite_schedule(
     unit: Annotated[str | None, Query(pattern="^(W|A)$")] = None,
 ) -> dict[str, Any]:
     control = _control(_platform(request), user, station_id)
-    result: dict[str, Any] = await _answer(
+    result: dict[str, Any] = await answer(
         station_id, "the composite schedule", control.composite_schedule(evse_id, duration_s, unit)
     )
     return result
@@ -500,7 +478,7 @@ async def update_firmware(
     control = _control(_platform(request), user, station_id)
     at = body.retrieve_at or datetime.now(UTC)
     return StationAnswer(
-        status=await _answer(
+        status=await answer(
             station_id,
             "the firmware update",
             control.update_firmware(body.location, at, secrets.randbelow(2**31 - 1)),
@@ -519,12 +497,12 @@ async def reserve(
 ) -> StationAnswer:
     control = _control(_platform(request), user, station_id)
     reservation_id = body.reservation_id or secrets.randbelow(2**31 - 2) + 1
-    answer = await _answer(
+    status_text = await answer(
         station_id,
         "the reservation",
         control.reserve(reservation_id, body.evse_id, body.id_tag, body.expires_at),
     )
-    return StationAnswer(status=answer, detail={"reservation_id": reservation_id})
+    return StationAnswer(status=status_text, detail={"reservation_id": reservation_id})
 
 
 @router.delete(
@@ -541,7 +519,7 @@ async def cancel_reservation(
 ) -> StationAnswer:
     control = _control(_platform(request), user, station_id)
     return StationAnswer(
-        status=await _answer(station_id, "the cancellation", control.cancel_reservation(reservation_id))
+        status=await answer(station_id, "the cancellation", control.cancel_reservation(reservation_id))
     )
 
 
@@ -556,8 +534,8 @@ async def push_local_list(station_id: str, request: Request, user: CurrentUser) 
     control = _control(p, user, station_id)
     entries = [(tag, auth.status) for tag, auth in p.charging.local_list()]
     version = int(datetime.now(UTC).timestamp())
-    answer = await _answer(station_id, "the local list", control.send_local_list(version, entries))
-    return StationAnswer(status=answer, detail={"version": version, "entries": len(entries)})
+    status_text = await answer(station_id, "the local list", control.send_local_list(version, entries))
+    return StationAnswer(status=status_text, detail={"version": version, "entries": len(entries)})
 
 
 # --- id tags and tariffs ---

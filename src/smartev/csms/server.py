@@ -20,10 +20,11 @@ import math
 import ssl
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
+from ocpp.exceptions import OCPPError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, NegotiationError
@@ -36,11 +37,12 @@ from smartev.csms.link import StationLink
 from smartev.csms.runtime import Services
 from smartev.csms.v16 import Station16
 from smartev.csms.v201 import Station201
-from smartev.errors import Conflict, SmartEVError
+from smartev.errors import Conflict, InvalidInput, SmartEVError
 from smartev.events import StationConnectivityChanged
 from smartev.settings import OcppSettings
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PATH_PREFIX = "/ocpp/"
 SUBPROTOCOLS: dict[str, type[StationLink]] = {"ocpp2.0.1": Station201, "ocpp1.6": Station16}
@@ -54,6 +56,34 @@ class StationDidNotAnswer(SmartEVError):
     """The station is connected but did not answer in time (504: the gateway's upstream was too slow)."""
 
     status_code = 504
+
+
+class StationRefused(Conflict):
+    """The station answered the request with an OCPP error; `code` is its name (NotSupported, ...)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+async def answer(station_id: str, what: str, pending: Awaitable[T], loc: tuple[str, ...] = ("body",)) -> T:
+    """The station's answer; in words when it does not come, or when the request cannot be sent to it.
+
+    The adapters raise ValueError for what the station's OCPP version cannot carry (a 2.0.1 setting that is
+    not Component.Variable, a trigger the version does not know, a tag too long): the caller's mistake (422).
+    """
+    try:
+        return await pending
+    except TimeoutError:
+        raise StationDidNotAnswer(f"station {station_id} did not answer {what} in time") from None
+    except ConnectionClosed:
+        raise StationOffline(f"station {station_id} disconnected before answering {what}") from None
+    except OCPPError as exc:
+        raise StationRefused(
+            f"station {station_id} refused {what}: {exc.code} {exc.description}", exc.code
+        ) from None
+    except ValueError as exc:
+        raise InvalidInput(str(exc), loc) from None
 
 
 class _FailedLogins:

@@ -29,12 +29,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from ocpp.exceptions import OCPPError
-from websockets.exceptions import ConnectionClosed
-
 from smartev.clock import Clock
 from smartev.csms.control import ChargerControl, ChargingLimit
 from smartev.csms.models import ChargeSession
+from smartev.csms.server import StationRefused, answer
 from smartev.csms.tariffs import Tariff as PriceList
 from smartev.csms.tariffs import energy_prices
 from smartev.energy.domain import ALL_PHASES, Limit, Phase, Plan, Session, Tariff
@@ -370,19 +368,24 @@ class SmartCharging:
     async def _send(self, item: _Row, amps: int, site: Site, now_ms: int) -> None:
         row, station_id = item.row, item.row.station_id
         station = self.stations.setdefault(station_id, StationControl())
+        what = "the charging profile"
         try:
             control = self.links.control(station_id)
-            status = await control.set_charging_limit(self._profile(item, amps, station.unit, site))
+            status = await answer(
+                station_id, what, control.set_charging_limit(self._profile(item, amps, station.unit, site))
+            )
             if status != "Accepted" and station.unit == "A":
                 # some stations take only watts (1.6 ChargingScheduleAllowedChargingRateUnit)
-                status = await control.set_charging_limit(self._profile(item, amps, "W", site))
+                status = await answer(
+                    station_id, what, control.set_charging_limit(self._profile(item, amps, "W", site))
+                )
                 if status == "Accepted":
                     station.unit = "W"
-        except (TimeoutError, ConnectionClosed, SmartEVError) as exc:
+        except StationRefused as exc:
+            status = exc.code
+        except SmartEVError as exc:  # offline, no answer in time
             logger.info("station %s did not take the new charging profile: %s", station_id, exc)
             return
-        except OCPPError as exc:
-            status = f"{exc.code}"
         if status != "Accepted":
             self._refused(station_id, station, status, now_ms)
             return
@@ -427,11 +430,15 @@ class SmartCharging:
     ) -> None:
         """Read what the station will apply; one that ignores our profile is treated as uncontrollable."""
         try:
-            answer = await control.composite_schedule(item.row.evse_id, self.settings.period_s, station.unit)
-        except (TimeoutError, ConnectionClosed, SmartEVError, OCPPError) as exc:
+            schedule = await answer(
+                item.row.station_id,
+                "the composite schedule",
+                control.composite_schedule(item.row.evse_id, self.settings.period_s, station.unit),
+            )
+        except SmartEVError as exc:
             logger.info("station %s: no composite schedule: %s", item.row.station_id, exc)
             return
-        limit = first_limit(answer.get("schedule"))
+        limit = first_limit(schedule.get("schedule"))
         if limit is None:
             return
         applied = limit if station.unit == "A" else limit / (site.voltage_v * len(item.wiring.phases))

@@ -8,7 +8,7 @@ Currents are in amperes per phase, energy in kWh, prices per kWh; time is counte
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -101,6 +101,12 @@ class Limit:
         caps = (self.max_a, *(self.phase_max_a or ()))
         if not all(c >= 0 and math.isfinite(c) for c in caps):
             raise ValueError(f"limit {self.id}: current limits must be finite and >= 0")
+
+    def nodes(self) -> Iterator[Limit]:
+        """This node and every node below it, parents first."""
+        yield self
+        for child in self.children:
+            yield from child.nodes()
 
     def limit_a(self, phase: Phase) -> float:
         """The current this node allows on `phase`."""

@@ -10,7 +10,7 @@ period of the LP.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -104,8 +104,8 @@ def compile_problem(
     ids = tuple(s.id for s in sessions)
     if len(set(ids)) != len(ids):
         raise ValueError("session ids must be unique")
-    nodes = {node.id: node for node in _walk(limits)}
-    if len(nodes) != sum(1 for _ in _walk(limits)):
+    nodes = {node.id: node for node in limits.nodes()}
+    if len(nodes) != sum(1 for _ in limits.nodes()):
         raise ValueError("limit ids must be unique")
     unknown = {s.circuit for s in sessions if s.circuit is not None} - nodes.keys()
     if unknown:
@@ -199,12 +199,6 @@ def _departure_period(session: Session, start: datetime | None, period_s: int) -
         raise ValueError(f"session {session.id} departs at a time; plan() then needs `start`")
     # only whole periods before departure count: the car must not be promised a period it leaves during
     return math.floor((session.departure - start).total_seconds() / period_s)
-
-
-def _walk(node: Limit) -> Iterator[Limit]:
-    yield node
-    for child in node.children:
-        yield from _walk(child)
 
 
 def _members(root: Limit, sessions: Sequence[Session]) -> dict[str, set[str]]:

@@ -94,9 +94,10 @@ async def _site(p: Platform, user: User, site_id: str, body: SiteIn) -> Site:
     )
 
 
-async def _site_out(p: Platform, site: Site) -> SiteOut:
+async def _site_out(p: Platform, site: Site, owners: dict[int, str] | None = None) -> SiteOut:
     tariffs = p.charging.tariffs()
-    owners = await p.accounts.emails({site.owner_id} if site.owner_id else set())
+    if owners is None:
+        owners = await p.accounts.emails({site.owner_id} if site.owner_id else set())
     stations = []
     for w in p.sites.stations_of(site.id):
         control = p.smart_charging.stations.get(w.station_id)
@@ -176,7 +177,9 @@ async def create_site(body: SiteCreate, request: Request, user: CurrentUser) -> 
 @router.get("/sites", response_model=list[SiteOut], summary="Sites I may see (operators: all)")
 async def list_sites(request: Request, user: CurrentUser) -> list[SiteOut]:
     p = _platform(request)
-    return [await _site_out(p, s) for s in p.sites.all() if is_staff(user) or s.owner_id == user.id]
+    sites = [s for s in p.sites.all() if is_staff(user) or s.owner_id == user.id]
+    owners = await p.accounts.emails({s.owner_id for s in sites if s.owner_id})
+    return [await _site_out(p, s, owners) for s in sites]
 
 
 @router.get("/sites/{site_id}", response_model=SiteOut, summary="One site with its stations")

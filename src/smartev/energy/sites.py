@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -47,7 +47,7 @@ class Site:
 
     def circuits(self) -> set[str]:
         """The ids of every node of the limit tree."""
-        return {node.id for node in walk(self.limits)}
+        return {node.id for node in self.limits.nodes()}
 
     def departure_after(self, now: datetime) -> datetime | None:
         """The next time the site's cars should be ready (`ready_by` in the site's time zone), if it has one."""
@@ -80,13 +80,6 @@ class Goal:
     departure_ms: int | None = None
     target_soc: float | None = None
     energy_kwh: float | None = None
-
-
-def walk(node: Limit) -> Iterator[Limit]:
-    """Every node of a limit tree, parents first."""
-    yield node
-    for child in node.children:
-        yield from walk(child)
 
 
 def limits_from_dict(data: Mapping[str, Any], loc: tuple[str, ...] = ("body", "limits")) -> Limit:
